@@ -1,0 +1,29 @@
+"""Conv2D + BatchNorm (+ activation), the conv-BN unit several families share."""
+import paddle.nn as nn
+
+
+class ConvBN(nn.Sequential):
+    """Conv2D followed by BatchNorm2D; sublayer names ``0``/``1`` follow nn.Sequential."""
+
+    def __init__(self, in_ch, out_ch, kernel_size=1, stride=1, padding=None, groups=1,
+                 bias=False, bn_eps=1e-5):
+        padding = kernel_size // 2 if padding is None else padding
+        super().__init__(
+            nn.Conv2D(in_ch, out_ch, kernel_size, stride=stride, padding=padding, groups=groups,
+                      bias_attr=None if bias else False),
+            nn.BatchNorm2D(out_ch, epsilon=bn_eps),
+        )
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv2D + BatchNorm2D + activation (GELU by default)."""
+
+    def __init__(self, in_ch, out_ch, kernel_size=1, stride=1, padding=None, groups=1,
+                 bias=False, act_layer=nn.GELU, bn_eps=1e-5):
+        padding = kernel_size // 2 if padding is None else padding
+        super().__init__(
+            nn.Conv2D(in_ch, out_ch, kernel_size, stride=stride, padding=padding, groups=groups,
+                      bias_attr=None if bias else False),
+            nn.BatchNorm2D(out_ch, epsilon=bn_eps),
+            act_layer(),
+        )

@@ -1,0 +1,101 @@
+"""The surface every backbone offers (timm/PaddleClas conventions).
+
+A family subclasses :class:`HybridBackbone` and implements four methods:
+
+* ``forward_features(x)`` -> pooled feature vector ``[B, num_features]`` (PaddleClas convention);
+* ``forward_head(x)`` -> logits from that vector;
+* ``forward_pyramid(x)`` -> list of NCHW maps, one per entry of ``self.out_indices``
+  (stage ``i`` has stride ``4 * 2**i``); any input size, padding handled inside;
+* ``reset_classifier(class_num)``.
+
+The base class provides ``forward`` (classification, or the pyramid when
+``features_only=True``), input validation with clear errors, ``feature_info``,
+``out_channels`` / ``out_strides`` for dense-task adapters, and ``no_weight_decay``.
+"""
+import paddle
+import paddle.nn as nn
+
+__all__ = ["HybridBackbone", "build_model"]
+
+
+class HybridBackbone(nn.Layer):
+    #: parameter-name prefixes of the classifier; dropped when loading a checkpoint whose
+    #: class count differs.
+    classifier_prefixes = ("head.",)
+    #: substrings of parameter names excluded from weight decay (matches the YAML
+    #: ``Optimizer.no_weight_decay_name``).
+    no_weight_decay_keywords = ()
+
+    def __init__(self, in_chans=3, class_num=1000, out_indices=(0, 1, 2, 3), features_only=False,
+                 min_input_size=1):
+        super().__init__()
+        self.in_chans = int(in_chans)
+        self.class_num = int(class_num)
+        out_indices = tuple(int(i) for i in out_indices)
+        if not out_indices or any(i < 0 or i > 3 for i in out_indices):
+            raise ValueError(f"out_indices must be a non-empty subset of (0, 1, 2, 3), got {out_indices}")
+        self.out_indices = out_indices
+        self.features_only = bool(features_only)
+        self.min_input_size = int(min_input_size)
+        #: one dict per stage: {"channels": C_i, "stride": 4 * 2**i}; set by the subclass.
+        self.feature_info = []
+        self.num_features = 0
+
+    # ---- surface implemented by each family -------------------------------------------------
+    def forward_features(self, x):
+        raise NotImplementedError
+
+    def forward_head(self, x):
+        raise NotImplementedError
+
+    def forward_pyramid(self, x):
+        raise NotImplementedError
+
+    def reset_classifier(self, class_num):
+        raise NotImplementedError
+
+    # ---- shared ---------------------------------------------------------------------------
+    def forward(self, x):
+        self.check_input(x)
+        if self.features_only:
+            return self.forward_pyramid(x)
+        return self.forward_head(self.forward_features(x))
+
+    def check_input(self, x):
+        """Raise a clear error for inputs the model cannot take (checked on static dims only)."""
+        if x.ndim != 4:
+            raise ValueError(f"{type(self).__name__} expects a 4-D NCHW batch, got shape {list(x.shape)}")
+        channels = x.shape[1]
+        if isinstance(channels, int) and channels >= 0 and channels != self.in_chans:
+            raise ValueError(f"{type(self).__name__} was built for {self.in_chans} input channels, "
+                             f"got {channels} (input shape {list(x.shape)}). NCHW layout is expected.")
+        for side in x.shape[2:]:
+            if isinstance(side, int) and 0 <= side < self.min_input_size:
+                raise ValueError(f"{type(self).__name__} needs inputs of at least "
+                                 f"{self.min_input_size}x{self.min_input_size}, got {list(x.shape)}")
+
+    @property
+    def out_channels(self):
+        return [self.feature_info[i]["channels"] for i in self.out_indices]
+
+    @property
+    def out_strides(self):
+        return [self.feature_info[i]["stride"] for i in self.out_indices]
+
+    def no_weight_decay(self):
+        """Names of parameters that should get no weight decay (norms excluded by the optimizer's
+        ``one_dim_param_no_weight_decay``)."""
+        return {n for n, _ in self.named_parameters()
+                if any(k in n for k in self.no_weight_decay_keywords)}
+
+    def classifier_state_keys(self):
+        return [k for k in self.state_dict() if k.startswith(tuple(self.classifier_prefixes))]
+
+
+def build_model(cls, model_name, pretrained=False, **kwargs):
+    """Construct ``cls(**kwargs)`` and load weights per ``pretrained`` (False/True/path)."""
+    from ..weights import load_pretrained  # weights imports the registry, not the models
+    model = cls(**kwargs)
+    model.model_name = model_name
+    load_pretrained(model, model_name, pretrained)
+    return model
