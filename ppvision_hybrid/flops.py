@@ -7,7 +7,8 @@ forward pass, we count:
 * every ``nn.Conv1D/2D`` (hook): ``out.numel * (C_in / groups) * prod(kernel)``;
 * every functional ``F.conv2d`` called outside a Conv layer: same formula from the weight;
 * every ``F.linear`` (which ``nn.Linear`` calls): ``prod(batch dims) * in * out``;
-* every ``paddle.matmul`` / ``paddle.bmm`` / ``Tensor.__matmul__``: ``out.numel * K``.
+* every ``paddle.matmul`` / ``paddle.bmm`` / ``Tensor.__matmul__``: ``out.numel * K``;
+* every ``paddle.addmm`` (a Linear with its bias folded into the GEMM): ``out.numel * K``.
 
 Norms, activations, pooling and element-wise ops are not counted (the convention of the
 papers' tables and of the measured numbers in shared/notes/reference_facts.md).
@@ -47,7 +48,7 @@ def _counting(total):
     handles = []
     # The hooks are attached by the caller (needs the model); patch functions here.
     orig = dict(conv2d=F.conv2d, linear=F.linear, matmul=paddle.matmul, bmm=paddle.bmm,
-                tmatmul=paddle.Tensor.__matmul__)
+                addmm=paddle.addmm, tmatmul=paddle.Tensor.__matmul__)
 
     def conv2d(x, weight, *a, **k):
         out = orig["conv2d"](x, weight, *a, **k)
@@ -77,18 +78,23 @@ def _counting(total):
         _mm_macs(x, y, out)
         return out
 
+    def addmm(input, x, y, *a, **k):
+        out = orig["addmm"](input, x, y, *a, **k)
+        _mm_macs(x, y, out)
+        return out
+
     def tmatmul(x, y):
         out = orig["tmatmul"](x, y)
         _mm_macs(x, y, out)
         return out
 
-    F.conv2d, F.linear, paddle.matmul, paddle.bmm = conv2d, linear, matmul, bmm
+    F.conv2d, F.linear, paddle.matmul, paddle.bmm, paddle.addmm = conv2d, linear, matmul, bmm, addmm
     paddle.Tensor.__matmul__ = tmatmul
     try:
         yield conv_pre, conv_post, handles
     finally:
-        F.conv2d, F.linear, paddle.matmul, paddle.bmm = (orig["conv2d"], orig["linear"],
-                                                          orig["matmul"], orig["bmm"])
+        F.conv2d, F.linear, paddle.matmul, paddle.bmm, paddle.addmm = (
+            orig["conv2d"], orig["linear"], orig["matmul"], orig["bmm"], orig["addmm"])
         paddle.Tensor.__matmul__ = orig["tmatmul"]
         for h in handles:
             h.remove()

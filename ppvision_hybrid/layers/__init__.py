@@ -1,13 +1,15 @@
 """Building blocks shared by the families. Knows no family."""
 from .drop import DropPath, drop_path
 from .init import trunc_normal_, zeros_, ones_, constant_, kaiming_normal_fan_out_, init_weights_vit
-from .window import pad_to_multiple, window_partition, window_reverse
+from .window import pad_nhwc, pad_to_multiple, window_partition, window_reverse
 from .relpos import relative_position_index
 from .conv_bn import ConvBN, ConvBNAct
 from .mlp import Mlp
+from .channels_last import batch_norm_channels_last, conv2d_channels_last, conv2d_nhwc
 
 __all__ = [
     "DropPath", "drop_path", "trunc_normal_", "zeros_", "ones_", "constant_",
-    "kaiming_normal_fan_out_", "init_weights_vit", "pad_to_multiple", "window_partition",
+    "kaiming_normal_fan_out_", "init_weights_vit", "pad_nhwc", "pad_to_multiple", "window_partition",
     "window_reverse", "relative_position_index", "ConvBN", "ConvBNAct", "Mlp",
+    "batch_norm_channels_last", "conv2d_channels_last", "conv2d_nhwc",
 ]

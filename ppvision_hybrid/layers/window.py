@@ -4,7 +4,10 @@ All shape arithmetic uses ``x.shape`` entries, which are Python ints in dygraph 
 values under ``to_static`` (dynamic batch, height and width), so one exported graph serves
 every input size.
 """
+import paddle
 import paddle.nn.functional as F
+
+from ..paddle_compat import pad_arg
 
 
 def pad_to_multiple(x, multiple_h: int, multiple_w: int = None, data_format: str = "NHWC"):
@@ -16,9 +19,45 @@ def pad_to_multiple(x, multiple_h: int, multiple_w: int = None, data_format: str
         H, W = x.shape[2], x.shape[3]
     pad_h = (multiple_h - H % multiple_h) % multiple_h
     pad_w = (multiple_w - W % multiple_w) % multiple_w
+    if data_format == "NHWC":
+        return pad_nhwc(x, 0, pad_w, 0, pad_h), pad_h, pad_w
     # F.pad on 4-D input pads the last two spatial dims: [left, right, top, bottom].
-    x = F.pad(x, [0, pad_w, 0, pad_h], data_format=data_format)
+    # pad_arg: a symbolic pad list becomes a tensor under Paddle 2.6's legacy to_static.
+    x = F.pad(x, pad_arg([0, pad_w, 0, pad_h]), data_format=data_format)
     return x, pad_h, pad_w
+
+
+def _static_dims(x):
+    """``x.shape`` with unknown (-1) entries replaced by their run-time values."""
+    shape = x.shape
+    return [d if isinstance(d, int) and d >= 0 else paddle.shape(x)[i] for i, d in enumerate(shape)]
+
+
+def pad_nhwc(x, pad_left=0, pad_right=0, pad_top=0, pad_bottom=0):
+    """Zero-pad the H and W dims of an NHWC tensor (``F.pad(..., data_format="NHWC")`` semantics).
+
+    In exported graphs the pad is built from zero blocks and ``concat``: Paddle 3.3.1's oneDNN
+    ``pad3d`` kernel ignores ``data_format="NHWC"``/``"NDHWC"`` and pads W and C instead of H
+    and W, so a predictor with oneDNN on returns wrong shapes or fails
+    (``onednn_to_paddle_layout raises dnnl::error``). Dygraph keeps the faster native pad.
+    Pad amounts may be Python ints or symbolic sizes (dynamic H/W under ``to_static``).
+    """
+    if paddle.in_dynamic_mode():
+        return F.pad(x, [pad_left, pad_right, pad_top, pad_bottom], data_format="NHWC")
+    B, H, W, C = _static_dims(x)
+    parts = [x]
+    if not (isinstance(pad_left, int) and pad_left == 0):
+        parts.insert(0, paddle.zeros([B, H, pad_left, C], x.dtype))
+    if not (isinstance(pad_right, int) and pad_right == 0):
+        parts.append(paddle.zeros([B, H, pad_right, C], x.dtype))
+    x = paddle.concat(parts, axis=2) if len(parts) > 1 else x
+    W = _static_dims(x)[2]
+    parts = [x]
+    if not (isinstance(pad_top, int) and pad_top == 0):
+        parts.insert(0, paddle.zeros([B, pad_top, W, C], x.dtype))
+    if not (isinstance(pad_bottom, int) and pad_bottom == 0):
+        parts.append(paddle.zeros([B, pad_bottom, W, C], x.dtype))
+    return paddle.concat(parts, axis=1) if len(parts) > 1 else x
 
 
 def window_partition(x, window_size: int):

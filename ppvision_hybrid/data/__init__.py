@@ -1,0 +1,63 @@
+"""Data pipeline: datasets, per-image transform ops, batch ops and the DataLoader builder."""
+import numpy as np
+import paddle
+
+from .batch_ops import BATCH_OPS, CutmixOperator, MixupOperator, OpSampler, build_batch_ops
+from .dataset import DATASETS, DatasetNotFoundError, DigitsDataset, ImageNetDataset
+from .transforms import TRANSFORM_OPS, build_transforms
+
+__all__ = ["build_dataloader", "build_dataset", "ImageNetDataset", "DigitsDataset",
+           "DatasetNotFoundError", "TRANSFORM_OPS", "BATCH_OPS", "MixupOperator", "CutmixOperator",
+           "OpSampler", "build_transforms", "build_batch_ops", "SAMPLERS"]
+
+SAMPLERS = ("DistributedBatchSampler", "BatchSampler")
+
+
+class BatchCollate:
+    """Stack ``(image, label)`` samples; apply batch ops (Mixup/CutMix -> soft labels)."""
+
+    def __init__(self, batch_ops):
+        self.batch_ops = batch_ops
+
+    def __call__(self, samples):
+        images = np.stack([s[0] for s in samples])
+        labels = np.array([s[1] for s in samples], np.int64)
+        for op in self.batch_ops:
+            images, labels = op(images, labels)
+        return images, labels
+
+
+def build_dataset(dataset_cfg):
+    cfg = dict(dataset_cfg)
+    name = cfg.pop("name")
+    cfg.pop("batch_transform_ops", None)
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset '{name}'; accepted: {sorted(DATASETS)}")
+    return DATASETS[name](**cfg)
+
+
+def build_dataloader(section_cfg, class_num, shuffle_default=False):
+    """``DataLoader.Train`` / ``DataLoader.Eval`` -> (paddle.io.DataLoader, dataset, sampler).
+
+    The DistributedBatchSampler shards by ``paddle.distributed`` rank (one shard in a single
+    process); the engine calls ``sampler.set_epoch(epoch)`` so the shuffle order depends only on
+    the epoch number, which makes resumed runs see the same batches."""
+    dataset = build_dataset(section_cfg["dataset"])
+    batch_ops = build_batch_ops(section_cfg["dataset"].get("batch_transform_ops"), class_num)
+    sampler_cfg = dict(section_cfg.get("sampler") or {})
+    sampler_name = sampler_cfg.pop("name", "DistributedBatchSampler")
+    kwargs = dict(batch_size=int(sampler_cfg.get("batch_size", 64)),
+                  shuffle=bool(sampler_cfg.get("shuffle", shuffle_default)),
+                  drop_last=bool(sampler_cfg.get("drop_last", False)))
+    if sampler_name == "DistributedBatchSampler":
+        sampler = paddle.io.DistributedBatchSampler(dataset, **kwargs)
+    elif sampler_name == "BatchSampler":
+        sampler = paddle.io.BatchSampler(dataset, **kwargs)
+    else:
+        raise ValueError(f"unknown sampler '{sampler_name}'; accepted: {list(SAMPLERS)}")
+    loader_cfg = section_cfg.get("loader") or {}
+    loader = paddle.io.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=BatchCollate(batch_ops),
+        num_workers=int(loader_cfg.get("num_workers", 0)),
+        use_shared_memory=bool(loader_cfg.get("use_shared_memory", True)), return_list=True)
+    return loader, dataset, sampler

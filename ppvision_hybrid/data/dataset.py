@@ -1,0 +1,110 @@
+"""ImageNet-layout datasets: an ``image_root`` folder and a ``cls_label_path`` list of
+``relative/path.jpg label`` lines (PaddleClas format)."""
+import os
+
+import numpy as np
+import paddle
+
+from .transforms import apply_transforms, build_transforms
+
+__all__ = ["ImageNetDataset", "DigitsDataset", "DatasetNotFoundError", "DATASETS"]
+
+IMAGENET_HELP = (
+    "To train on ImageNet-1K, prepare it as PaddleClas does:\n"
+    "  ./dataset/ILSVRC2012/train/<wnid>/*.JPEG, ./dataset/ILSVRC2012/val/<wnid or flat>/*.JPEG,\n"
+    "  ./dataset/ILSVRC2012/train_list.txt and val_list.txt with one 'relative/path.JPEG label' per line\n"
+    "  (label = class index 0..999), and label_list.txt with 'index name' lines for inference.\n"
+    "  Paths are relative to the directory you run tools/train.py from; override them with\n"
+    "  -o DataLoader.Train.dataset.image_root=... -o DataLoader.Train.dataset.cls_label_path=...\n"
+    "No download needed to try the pipeline: python tools/train.py -c configs/demo/MixFormer_B0_digits.yaml")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The configured dataset folder or label list does not exist (or names missing files)."""
+
+
+class ImageNetDataset(paddle.io.Dataset):
+    """Reads ``cls_label_path`` once, checks that every listed file exists (a list that points at
+    missing files is reported up front, not at iteration 40,000), and returns
+    ``(CHW float32 image, int64 label)``."""
+
+    def __init__(self, image_root, cls_label_path, transform_ops=None, delimiter=None, relabel=False):
+        self.image_root = image_root
+        self.cls_label_path = cls_label_path
+        self.delimiter = delimiter
+        self._check_paths()
+        self.images, self.labels = self._load_list()
+        if relabel:
+            mapping = {v: i for i, v in enumerate(sorted(set(self.labels)))}
+            self.labels = [mapping[v] for v in self.labels]
+        self.ops = build_transforms(transform_ops)
+
+    def _check_paths(self):
+        missing = []
+        if not os.path.isdir(self.image_root):
+            missing.append(f"image_root '{self.image_root}'")
+        if not os.path.isfile(self.cls_label_path):
+            missing.append(f"cls_label_path '{self.cls_label_path}'")
+        if missing:
+            raise DatasetNotFoundError(
+                f"{type(self).__name__}: missing {' and '.join(missing)} "
+                f"(working directory: {os.getcwd()}).\n" + IMAGENET_HELP)
+
+    def _load_list(self):
+        images, labels, missing = [], [], []
+        with open(self.cls_label_path, "r", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                parts = line.rsplit(self.delimiter, 1) if self.delimiter else line.rsplit(None, 1)
+                if len(parts) != 2:
+                    raise ValueError(f"{self.cls_label_path}:{line_no}: expected 'path label', got '{line}'")
+                rel, label = parts
+                try:
+                    label = int(label)
+                except ValueError:
+                    raise ValueError(f"{self.cls_label_path}:{line_no}: label '{label}' is not an integer")
+                path = os.path.join(self.image_root, rel)
+                if not os.path.isfile(path):
+                    missing.append(path)
+                images.append(path)
+                labels.append(label)
+        if missing:
+            raise DatasetNotFoundError(
+                f"{self.cls_label_path} lists {len(missing)} of {len(images)} files that do not exist "
+                f"under image_root '{self.image_root}', e.g. {missing[:5]}. Check image_root (paths in "
+                f"the list are relative to it) or regenerate the list.")
+        if not images:
+            raise ValueError(f"{self.cls_label_path} lists no images")
+        return images, labels
+
+    @property
+    def class_num(self):
+        return max(self.labels) + 1
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, idx):
+        with open(self.images[idx], "rb") as f:
+            img = f.read()
+        img = apply_transforms(img, self.ops)
+        if img.ndim == 3 and img.shape[-1] in (1, 3) and img.shape[0] not in (1, 3):
+            img = img.transpose((2, 0, 1))  # HWC -> CHW as PaddleClas' dataset does
+        return np.ascontiguousarray(img), np.int64(self.labels[idx])
+
+
+class DigitsDataset(ImageNetDataset):
+    """ImageNetDataset over scikit-learn's digits, written as an ImageNet-layout folder at
+    ``image_root`` on first use (see :mod:`ppvision_hybrid.data.digits`)."""
+
+    def __init__(self, image_root="./dataset/digits/", cls_label_path=None, transform_ops=None,
+                 delimiter=None, relabel=False):
+        from .digits import materialize_digits
+        materialize_digits(image_root)
+        cls_label_path = cls_label_path or os.path.join(image_root, "train_list.txt")
+        super().__init__(image_root, cls_label_path, transform_ops, delimiter, relabel)
+
+
+DATASETS = {"ImageNetDataset": ImageNetDataset, "DigitsDataset": DigitsDataset}

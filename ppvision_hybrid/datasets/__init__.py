@@ -1,0 +1,1 @@
+"""Small datasets shipped as code (generated deterministically, no download)."""

@@ -1,0 +1,323 @@
+"""Paddle Inference predictors for exported ppvision-hybrid models.
+
+This module imports only ``paddle`` and ``numpy`` (never the model code), so deployment needs
+just the exported files: ``inference.json`` (Paddle 3.x / PIR) or ``inference.pdmodel``
+(Paddle 2.6 / legacy program) plus ``inference.pdiparams``.
+
+oneDNN on Paddle 3.3.1
+----------------------
+Some oneDNN fuse passes of the PIR pipeline rewrite the window-attention graphs of these models
+into wrong shapes (the predictor fails to build) or change results. They were found by
+bisection (:func:`find_breaking_onednn_passes`: keep a prefix of the pass pipeline, find the
+first pass whose application breaks the model, delete it, repeat) on every family at 224x224
+and at 200x328 from one dynamic-H/W export. Only those passes are deleted; everything else
+oneDNN offers stays on. :data:`ONEDNN_BROKEN_PASSES` records what broke, where and how.
+"""
+import contextlib
+import os
+import tempfile
+import time
+
+import numpy as np
+
+__all__ = [
+    "ONEDNN_BROKEN_PASSES", "model_files", "create_config", "create_predictor", "Predictor",
+    "relative_error", "onednn_pass_names", "find_breaking_onednn_passes",
+]
+
+#: oneDNN passes that break at least one family on Paddle 3.3.1 (pass -> what goes wrong).
+#: Deleted by default when oneDNN is on; see docs/deploy.md for the per-family findings.
+ONEDNN_BROKEN_PASSES = {
+    # Folds a reshape into the preceding oneDNN op; with window partition (reshape -> 6-D
+    # transpose -> reshape) and a dynamic batch the following fc gets a [1, -1568] input and
+    # predictor creation fails ("The input's second dimension and weight's first dimension is
+    # expected to be the same").
+    "operator_reshape_onednn_fuse_pass":
+        "window partition/reverse: wrong shapes after reshape folding (predictor creation fails)",
+    # Folds a following scale into a oneDNN op's output scale; MixFormer's outputs silently
+    # change (relative error 0.44 at 224x224).
+    "operator_scale_onednn_fuse_pass": "MixFormer: silently wrong outputs",
+    # Runs oneDNN element-wise ops in place although their input is read again later:
+    # ``frac = src - floor(src)`` becomes 0 (MAFormer's bilinear GLD matrices; relative error
+    # 2e-2 at 224x224).
+    "inplace_pass": "MAFormer: silently wrong outputs (in-place floor overwrites a live input)",
+}
+
+
+def model_files(model_path, filename="inference"):
+    """Return ``(model_file, params_file)`` for a directory or a file path.
+
+    Accepts a directory holding ``<filename>.json`` (Paddle 3.x) or ``<filename>.pdmodel``
+    (Paddle 2.6), a path prefix (``dir/inference``) or the model file itself. ``params_file``
+    is ``""`` for a graph without parameters.
+    """
+    if os.path.isdir(model_path):
+        prefix = os.path.join(model_path, filename)
+    elif model_path.endswith((".json", ".pdmodel")):
+        prefix = os.path.splitext(model_path)[0]
+    else:
+        prefix = model_path
+    params = prefix + ".pdiparams"
+    for ext in (".json", ".pdmodel"):
+        if os.path.isfile(prefix + ext):
+            # A graph without parameters is saved without a .pdiparams file.
+            return prefix + ext, params if os.path.isfile(params) else ""
+    raise FileNotFoundError(
+        f"no exported model at '{model_path}': expected {prefix}.json (Paddle 3.x) or "
+        f"{prefix}.pdmodel (Paddle 2.6) with {prefix}.pdiparams. Export one with "
+        f"tools/export_model.py.")
+
+
+_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def create_config(model_path, use_gpu=False, gpu_id=0, gpu_mem_mb=1000, enable_mkldnn=True,
+                  cpu_threads=None, mkldnn_cache_capacity=10, use_tensorrt=False,
+                  precision="fp32", min_subgraph_size=3, trt_workspace_size=1 << 30,
+                  max_batch_size=1, dynamic_shape=None, ir_optim=True, memory_optim=False,
+                  delete_passes=None, log=False):
+    """Build a ``paddle.inference.Config``.
+
+    Args:
+        model_path: export directory, prefix or model file (see :func:`model_files`).
+        enable_mkldnn: oneDNN on CPU (ignored on GPU).
+        cpu_threads: math-library threads on CPU (default: ``OMP_NUM_THREADS`` or 1).
+        use_tensorrt / precision: TensorRT subgraphs in ``fp32``/``fp16``/``int8`` (GPU only);
+            on GPU without TensorRT, ``fp16`` runs the GPU kernels in half precision.
+        dynamic_shape: TensorRT dynamic shape ranges, either ``(min, opt, max)`` NCHW shapes for
+            the single input or a dict ``{input_name: (min, opt, max)}``.
+        delete_passes: passes to delete; ``None`` deletes :data:`ONEDNN_BROKEN_PASSES` when
+            oneDNN is on and nothing otherwise.
+    """
+    from paddle import inference
+
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+    if use_tensorrt and not use_gpu:
+        raise ValueError("use_tensorrt needs use_gpu=True")
+    model_file, params_file = model_files(model_path)
+    config = inference.Config(model_file, params_file)
+    if use_gpu:
+        if not _paddle_has_cuda():
+            raise RuntimeError("use_gpu=True but this Paddle build has no CUDA support "
+                               "(install paddlepaddle-gpu)")
+        gpu_precision = {"fp16": inference.PrecisionType.Half}.get(precision, inference.PrecisionType.Float32)
+        if use_tensorrt:
+            config.enable_use_gpu(gpu_mem_mb, gpu_id)
+            trt_precision = {"fp32": inference.PrecisionType.Float32, "fp16": inference.PrecisionType.Half,
+                             "int8": inference.PrecisionType.Int8}[precision]
+            config.enable_tensorrt_engine(workspace_size=trt_workspace_size, max_batch_size=max_batch_size,
+                                          min_subgraph_size=min_subgraph_size, precision_mode=trt_precision,
+                                          use_static=False, use_calib_mode=(precision == "int8"))
+            if dynamic_shape is not None:
+                if not isinstance(dynamic_shape, dict):
+                    dynamic_shape = {"x": dynamic_shape}
+                mins = {k: list(v[0]) for k, v in dynamic_shape.items()}
+                opts = {k: list(v[1]) for k, v in dynamic_shape.items()}
+                maxs = {k: list(v[2]) for k, v in dynamic_shape.items()}
+                config.set_trt_dynamic_shape_info(mins, maxs, opts)
+        else:
+            config.enable_use_gpu(gpu_mem_mb, gpu_id, gpu_precision)
+    else:
+        config.disable_gpu()
+        if cpu_threads is None:
+            cpu_threads = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+        config.set_cpu_math_library_num_threads(int(cpu_threads))
+        # Paddle 2.6 names these *_mkldnn; 3.x renamed them *_onednn.
+        def onednn(name):
+            return getattr(config, name, None) or getattr(config, name.replace("onednn", "mkldnn"))
+
+        if enable_mkldnn:
+            onednn("enable_onednn")()
+            # Inputs of several sizes (dynamic H/W) each get cached kernels; bound the cache.
+            onednn("set_onednn_cache_capacity")(int(mkldnn_cache_capacity))
+        else:
+            onednn("disable_onednn")()
+    if delete_passes is None:
+        delete_passes = list(ONEDNN_BROKEN_PASSES) if (enable_mkldnn and not use_gpu) else []
+    for name in delete_passes:
+        config.delete_pass(name)
+    config.switch_ir_optim(bool(ir_optim))
+    config.enable_memory_optim(bool(memory_optim))
+    if not log:
+        config.disable_glog_info()
+    return config
+
+
+def _paddle_has_cuda():
+    import paddle
+    return paddle.device.is_compiled_with_cuda()
+
+
+class Predictor:
+    """A Paddle Inference predictor with a NumPy interface.
+
+    ``predictor(batch)`` takes an NCHW float32 array and returns the first output (logits,
+    probabilities) or, for models with several outputs (``features_only`` exports), a list.
+    """
+
+    def __init__(self, config):
+        from paddle import inference
+        self.config = config
+        self.predictor = inference.create_predictor(config)
+        self.input_names = self.predictor.get_input_names()
+        self.output_names = self.predictor.get_output_names()
+        self._inputs = [self.predictor.get_input_handle(n) for n in self.input_names]
+        self._outputs = [self.predictor.get_output_handle(n) for n in self.output_names]
+
+    def __call__(self, *arrays):
+        if len(arrays) != len(self._inputs):
+            raise ValueError(f"model takes {len(self._inputs)} input(s) {self.input_names}, "
+                             f"got {len(arrays)}")
+        for handle, array in zip(self._inputs, arrays):
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            handle.reshape(list(array.shape))
+            handle.copy_from_cpu(array)
+        self.predictor.run()
+        outputs = [h.copy_to_cpu() for h in self._outputs]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    run = __call__
+
+
+def create_predictor(model_path, **kwargs):
+    """:class:`Predictor` for an exported model; keyword arguments as in :func:`create_config`."""
+    return Predictor(create_config(model_path, **kwargs))
+
+
+def relative_error(actual, expected):
+    """``max|actual - expected| / max|expected|`` (the project's export tolerance metric)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return float("inf")
+    return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12))
+
+
+# ---- oneDNN pass bisection ------------------------------------------------------------------
+@contextlib.contextmanager
+def _capture_native_output():
+    """Redirect the process-level stdout/stderr (C++ logging) into a string holder."""
+    holder = {"text": ""}
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            yield holder
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            holder["text"] = tmp.read().decode("utf-8", "replace")
+
+
+#: passes that run before the oneDNN fuse passes or place/lay out kernels: never candidates.
+_INFRASTRUCTURE_PASSES = ("add_shadow_output_after_dead_parameter_pass", "delete_quant_dequant_linear_op_pass",
+                          "delete_weight_dequant_linear_op_pass")
+_FIRST_NON_FUSE_PASS = "onednn_placement_pass"
+#: late passes that may be deleted without turning oneDNN off (kept as bisection candidates).
+_DELETABLE_LATE_PASSES = ("common_subexpression_elimination_pass", "constant_folding_pass",
+                          "dead_code_elimination_pass", "inplace_pass")
+
+
+def _logged_pass_names(model_path, cpu_threads, delete_passes):
+    import re
+    from paddle import inference
+    config = create_config(model_path, enable_mkldnn=True, cpu_threads=cpu_threads,
+                           delete_passes=delete_passes, log=True)
+    with _capture_native_output() as out:
+        try:
+            inference.create_predictor(config)
+        except Exception:  # the names seen before the failure are what we want
+            pass
+    return list(dict.fromkeys(re.findall(r"Running PIR pass \[(\w+)\]", out["text"])))
+
+
+def onednn_pass_names(model_path, cpu_threads=1):
+    """The oneDNN fuse passes the CPU pipeline runs on this model, in order.
+
+    Read from the predictor's own log (``--- Running PIR pass [name]``). When building fails
+    inside a pass, that pass is deleted and the build retried, so passes after it are seen too.
+    Of the passes from ``onednn_placement_pass`` on (kernel placement, layout, clean-up) only
+    those that can be deleted without turning oneDNN off are listed, in pipeline order.
+    """
+    names, deleted = [], []
+    for _ in range(20):
+        seen = _logged_pass_names(model_path, cpu_threads, deleted)
+        names.extend(n for n in seen if n not in names)
+        if not seen or _FIRST_NON_FUSE_PASS in seen:
+            break
+        deleted.append(seen[-1])
+    late = [n for n in names if n in _DELETABLE_LATE_PASSES]
+    if _FIRST_NON_FUSE_PASS in names:
+        names = names[:names.index(_FIRST_NON_FUSE_PASS)]
+    return [n for n in names if n not in _INFRASTRUCTURE_PASSES] + late
+
+
+def _passes_ok(model_path, inputs, expected, delete_passes, rtol, cpu_threads):
+    try:
+        with _capture_native_output():
+            predictor = create_predictor(model_path, enable_mkldnn=True, cpu_threads=cpu_threads,
+                                         delete_passes=delete_passes)
+            for x, y in zip(inputs, expected):
+                out = predictor(x)
+                if relative_error(out, y) > rtol:
+                    return False
+        return True
+    except Exception:
+        return False
+
+
+def find_breaking_onednn_passes(model_path, inputs, expected, rtol=1e-4, cpu_threads=1,
+                                verbose=False):
+    """Smallest list of oneDNN passes whose deletion makes the predictor match ``expected``.
+
+    ``inputs``/``expected``: lists of arrays (e.g. one 224x224 and one odd-size batch with
+    their dygraph outputs). Passes run in pipeline order, so keeping a prefix of the pipeline
+    and binary-searching for the shortest failing prefix names the first breaking pass; it is
+    deleted and the search repeats until the model passes. Returns ``[]`` if nothing breaks.
+    """
+    names = onednn_pass_names(model_path, cpu_threads)
+    deleted = []
+    while not _passes_ok(model_path, inputs, expected, deleted, rtol, cpu_threads):
+        candidates = [n for n in names if n not in deleted]
+        if not _passes_ok(model_path, inputs, expected, deleted + candidates, rtol, cpu_threads):
+            raise RuntimeError("the model fails with oneDNN even with every listed pass deleted "
+                               f"({len(candidates)} passes): not a fuse-pass problem")
+        lo, hi = 0, len(candidates)   # prefix of length lo is fine, length hi fails
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            trial = deleted + candidates[mid:]
+            if _passes_ok(model_path, inputs, expected, trial, rtol, cpu_threads):
+                lo = mid
+            else:
+                hi = mid
+        culprit = candidates[hi - 1]
+        if verbose:
+            print(f"breaking pass: {culprit}")
+        deleted.append(culprit)
+    # Passes are not perfectly independent (deleting a clean-up pass can itself break a
+    # graph), so drop every found pass that is not needed once the others are deleted.
+    for name in list(deleted):
+        trial = [n for n in deleted if n != name]
+        if _passes_ok(model_path, inputs, expected, trial, rtol, cpu_threads):
+            deleted = trial
+    return deleted
+
+
+def time_predictor(predictor, batch, warmup=3, repeats=10, max_seconds=None):
+    """Per-call latencies in milliseconds (after ``warmup`` calls)."""
+    for _ in range(warmup):
+        predictor(batch)
+    times = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predictor(batch)
+        times.append((time.perf_counter() - t0) * 1e3)
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            break
+    return times

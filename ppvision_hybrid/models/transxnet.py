@@ -1,0 +1,541 @@
+"""TransXNet (Lou et al., "TransXNet: Learning Both Global and Local Dynamics with a Dual Dynamic
+Token Mixer for Visual Recognition", 2023), parameter for parameter the authors' PyTorch release.
+
+Architecture (paper Sec. III, Fig. 3; details the paper omits follow the authors' code, see
+shared/notes/reference_facts.md):
+
+* stem: 7x7 stride-4 conv (no bias) + BN; downsampling: 3x3 stride-2 conv (no bias) + BN;
+* block: ``x += DPE(x)`` (depthwise 7x7), ``x += LS(D-Mixer(GN(x)))``, ``x += LS(MS-FFN(GN(x)))``
+  with GroupNorm(1, C) and a layer scale that has a per-channel weight *and* bias;
+* D-Mixer (Sec. III-A, Eq. 1): channel halves -> IDConv (first half) and OSRA (second half),
+  concatenated, then the Squeezed Token Enhancer (Eq. 4) with a residual;
+* IDConv (Eq. 2): adaptive pool to KxK, two 1x1 convs give softmax-over-G weights mixing G static
+  depthwise kernels (and biases) per sample;
+* OSRA (Eq. 3): overlapping spatial reduction (depthwise conv k=sr+3 stride sr + BN + GELU, then
+  depthwise 1x1 + BN), a 3x3 depthwise local refinement with residual, and a relative position
+  term per stage (learned at 224x224, resized bicubically on the (queries, keys) plane when the
+  attention matrix has another size, as the authors do);
+* MS-FFN (Sec. III-B): 1x1 up, GELU, BN, depthwise k=1/3/5/7 on channel quarters with residual,
+  GELU, BN, 1x1 down + BN;
+* head: GroupNorm, global average pool, classifier (the authors' 1x1 conv is a Linear here).
+
+Dense mode (``features_only=True``) mirrors the authors' ``fork_feat``: each returned stage
+passes through its own GroupNorm(1, C); any input size works (every conv rounds up).
+
+Parameter names differ from the official ones; :func:`convert_official_state_dict` maps every
+official key (registered as the family converter).
+"""
+import math
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from ..layers import DropPath, ConvBN, ConvBNAct, trunc_normal_, zeros_, ones_
+from ..registry import register_model, register_converter
+from .base import HybridBackbone, build_model
+
+__all__ = ["TransXNet", "TransXNet_T", "TransXNet_S", "TransXNet_B", "MODEL_URLS",
+           "convert_official_state_dict", "resize_relative_position"]
+
+MODEL_URLS = {"TransXNet_T": "", "TransXNet_S": "", "TransXNet_B": ""}
+
+PAPER = "TransXNet: Learning Both Global and Local Dynamics with a Dual Dynamic Token Mixer (arXiv 2310.19380)"
+
+ARCH_SETTINGS = {
+    # Table I of the paper; sr ratios 8/4/2/1 and IDConv kernel 7 in every variant.
+    "T": dict(depths=(3, 3, 9, 3), dims=(48, 96, 224, 448), num_heads=(1, 2, 4, 8),
+              num_groups=(2, 2, 2, 2), mlp_ratios=(4, 4, 4, 4), drop_path_rate=0.1),
+    "S": dict(depths=(4, 4, 12, 4), dims=(64, 128, 320, 512), num_heads=(1, 2, 5, 8),
+              num_groups=(2, 2, 3, 4), mlp_ratios=(6, 6, 4, 4), drop_path_rate=0.2),
+    "B": dict(depths=(4, 4, 21, 4), dims=(76, 152, 336, 672), num_heads=(2, 4, 8, 16),
+              num_groups=(2, 2, 4, 4), mlp_ratios=(8, 8, 4, 4), drop_path_rate=0.4),
+}
+SR_RATIOS = (8, 4, 2, 1)
+
+
+def _bicubic_weights(x):
+    """Cubic-convolution coefficients (Keys, A=-0.75) for taps at offsets -1, 0, 1, 2 of a
+    fractional position ``x`` in [0, 1) -- the kernel PyTorch and Paddle use for 'bicubic'."""
+    a = -0.75
+    x1 = x + 1.0
+    x2 = 1.0 - x
+    x3 = 2.0 - x
+    w0 = ((a * x1 - 5.0 * a) * x1 + 8.0 * a) * x1 - 4.0 * a
+    w1 = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    w2 = ((a + 2.0) * x2 - (a + 3.0)) * x2 * x2 + 1.0
+    w3 = ((a * x3 - 5.0 * a) * x3 + 8.0 * a) * x3 - 4.0 * a
+    return w0, w1, w2, w3
+
+
+def _resize_axis_bicubic(t, out_size, axis):
+    """Bicubic resampling of ``t`` along ``axis`` (align_corners=False, borders clamped).
+
+    Built from gathers and element-wise ops only (no ``interpolate`` op), so it runs with a
+    dynamic ``out_size`` under ``to_static`` and in Paddle Inference with oneDNN on."""
+    in_size = t.shape[axis]  # a parameter's static size
+    if isinstance(out_size, int):
+        scale = float(np.float32(in_size) / np.float32(out_size))  # float32, as PyTorch computes it
+    else:  # a traced (dynamic) size
+        scale = float(in_size) / paddle.cast(out_size, "float32")
+    dst = paddle.arange(out_size, dtype="float32")
+    src = (dst + 0.5) * scale - 0.5
+    base = paddle.floor(src)
+    frac = src - base
+    base = paddle.cast(base, "int64")
+    weights = _bicubic_weights(frac)
+    out = None
+    shape = [1] * t.ndim
+    shape[axis] = -1
+    for offset, w in zip((-1, 0, 1, 2), weights):
+        idx = paddle.clip(base + offset, 0, in_size - 1)
+        term = paddle.index_select(t, idx, axis=axis) * w.reshape(shape)
+        out = term if out is None else out + term
+    return out
+
+
+def resize_relative_position(pos, num_queries, num_keys):
+    """Resize a ``[1, heads, N, Nk]`` relative position term to ``[1, heads, num_queries,
+    num_keys]`` exactly like ``F.interpolate(pos, (num_queries, num_keys), mode='bicubic',
+    align_corners=False)`` in the authors' code (a resize of the flattened token plane)."""
+    pos = _resize_axis_bicubic(pos, num_queries, axis=2)
+    return _resize_axis_bicubic(pos, num_keys, axis=3)
+
+
+class LayerScale(nn.Layer):
+    """Per-channel affine ``x * weight + bias`` (the authors' LayerScale has a bias too)."""
+
+    def __init__(self, dim, init_value=1e-5):
+        super().__init__()
+        self.weight = self.create_parameter([dim, 1, 1], default_initializer=nn.initializer.Constant(init_value))
+        self.bias = self.create_parameter([dim, 1, 1], default_initializer=nn.initializer.Constant(0.0))
+
+    def forward(self, x):
+        return x * self.weight + self.bias
+
+
+class IDConv(nn.Layer):
+    """Input-dependent depthwise convolution (Sec. III-A-1, Eq. 2): ``num_groups`` static KxK
+    depthwise kernels mixed per sample and per kernel position by softmax weights predicted
+    from the input pooled to KxK; the biases are mixed from globally pooled weights."""
+
+    def __init__(self, dim, kernel_size=7, num_groups=2, reduction_ratio=4):
+        super().__init__()
+        if num_groups < 2:
+            raise ValueError(f"IDConv needs at least 2 attention groups, got {num_groups}")
+        self.dim = dim
+        self.num_groups = num_groups
+        self.kernel_size = kernel_size
+        self.weight = self.create_parameter([num_groups, dim, kernel_size, kernel_size])
+        self.bias = self.create_parameter([num_groups, dim])
+        trunc_normal_(self.weight)
+        trunc_normal_(self.bias)
+        self.proj = nn.Sequential(
+            ConvBNAct(dim, dim // reduction_ratio, 1, act_layer=nn.GELU),
+            nn.Conv2D(dim // reduction_ratio, dim * num_groups, 1),
+        )
+
+    def dynamic_kernels(self, x):
+        """Per-sample kernels ``[B, C, K, K]`` and biases ``[B, C]``."""
+        k, g, c = self.kernel_size, self.num_groups, self.dim
+        attn = self.proj(F.adaptive_avg_pool2d(x, k)).reshape([0, g, c, k, k])
+        weight = (F.softmax(attn, axis=1) * self.weight.unsqueeze(0)).sum(axis=1)
+        attn_b = self.proj(x.mean(axis=[2, 3], keepdim=True)).reshape([0, g, c])
+        bias = (F.softmax(attn_b, axis=1) * self.bias.unsqueeze(0)).sum(axis=1)
+        return weight, bias
+
+    def forward(self, x):
+        weight, bias = self.dynamic_kernels(x)
+        if isinstance(x.shape[0], int) and x.shape[0] > 0:
+            return self.conv_grouped(x, weight, bias)
+        return self.conv_unfolded(x, weight, bias)
+
+    def conv_grouped(self, x, weight, bias):
+        """Known batch (eager, or a graph exported with a fixed batch): one grouped conv over the
+        batch folded into channels -- the authors' form, and the fastest here."""
+        b, c, k = x.shape[0], self.dim, self.kernel_size
+        out = F.conv2d(x.reshape([1, b * c, 0, 0]), weight.reshape([b * c, 1, k, k]),
+                       bias=bias.reshape([-1]), padding=k // 2, groups=b * c)
+        return out.reshape([b, c, 0, 0])
+
+    def conv_unfolded(self, x, weight, bias):
+        """A graph traced with a dynamic batch: conv groups must be a constant, so the same sum
+        as patches (unfold) times the per-sample kernels, a batched matmul."""
+        c, k = self.dim, self.kernel_size
+        patches = F.unfold(x, k, paddings=k // 2).reshape([0, c, k * k, -1])
+        out = paddle.matmul(weight.reshape([0, c, 1, k * k]), patches)
+        return out.reshape([0, c, x.shape[2], x.shape[3]]) + bias.unsqueeze(-1).unsqueeze(-1)
+
+
+class OSRA(nn.Layer):
+    """Overlapping Spatial Reduction Attention (Sec. III-A-2, Eq. 3) on NCHW maps."""
+
+    def __init__(self, dim, num_heads=1, sr_ratio=1):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.q = nn.Conv2D(dim, dim, 1)
+        self.kv = nn.Conv2D(dim, dim * 2, 1)
+        if sr_ratio > 1:
+            k = sr_ratio + 3  # "kernel size equals the stride plus 3": overlapping patches
+            self.sr = nn.Sequential(
+                ConvBNAct(dim, dim, k, stride=sr_ratio, padding=k // 2, groups=dim, act_layer=nn.GELU),
+                ConvBN(dim, dim, 1, groups=dim),
+            )
+        else:
+            self.sr = nn.Identity()
+        self.local_conv = nn.Conv2D(dim, dim, 3, padding=1, groups=dim)
+
+    def forward(self, x, relative_pos):
+        h, w = x.shape[2], x.shape[3]
+        nh, d = self.num_heads, self.head_dim
+        q = self.q(x).reshape([0, nh, d, -1])                       # [B, h, d, N]
+        kv = self.sr(x)
+        kv = self.kv(self.local_conv(kv) + kv)
+        k, v = paddle.split(kv.reshape([0, 2, nh, d, -1]), 2, axis=1)
+        k = k.squeeze(1)                                            # [B, h, d, Nk]
+        v = v.squeeze(1)
+        attn = paddle.matmul(q, k, transpose_x=True) * self.scale   # [B, h, N, Nk]
+        if relative_pos is not None:  # already resized to [1, heads, N, Nk] by the stage
+            attn = attn + relative_pos
+        attn = F.softmax(attn, axis=-1)
+        out = paddle.matmul(v, attn, transpose_y=True)              # [B, h, d, N]
+        return out.reshape([0, self.dim, h, w])
+
+
+class DMixer(nn.Layer):
+    """Dual Dynamic Token Mixer (Sec. III-A, Eq. 1) followed by the Squeezed Token Enhancer
+    (Eq. 4). As in the authors' code, IDConv takes the first channel half and OSRA the second."""
+
+    def __init__(self, dim, kernel_size=7, num_groups=2, num_heads=1, sr_ratio=1, reduction_ratio=8):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"D-Mixer needs an even channel count, got {dim}")
+        self.half = dim // 2
+        self.local_unit = IDConv(dim // 2, kernel_size=kernel_size, num_groups=num_groups)
+        self.global_unit = OSRA(dim // 2, num_heads=num_heads, sr_ratio=sr_ratio)
+        inner = max(16, dim // reduction_ratio)
+        # Indices follow the authors' nn.Sequential (so the converter is a rename of BN stats).
+        self.proj = nn.Sequential(
+            nn.Conv2D(dim, dim, 3, padding=1, groups=dim), nn.GELU(), nn.BatchNorm2D(dim),
+            nn.Conv2D(dim, inner, 1), nn.GELU(), nn.BatchNorm2D(inner),
+            nn.Conv2D(inner, dim, 1), nn.BatchNorm2D(dim),
+        )
+
+    def forward(self, x, relative_pos):
+        x1, x2 = paddle.split(x, 2, axis=1)
+        x = paddle.concat([self.local_unit(x1), self.global_unit(x2, relative_pos)], axis=1)
+        return self.proj(x) + x
+
+
+class MultiScaleDWConv(nn.Layer):
+    """Depthwise convs with kernels 1/3/5/7 on channel splits (the first split takes the
+    remainder), concatenated (Sec. III-B)."""
+
+    def __init__(self, dim, scales=(1, 3, 5, 7)):
+        super().__init__()
+        n = len(scales)
+        self.channels = [dim - dim // n * (n - 1)] + [dim // n] * (n - 1)
+        self.proj = nn.LayerList([nn.Conv2D(c, c, k, padding=k // 2, groups=c)
+                                  for c, k in zip(self.channels, scales)])
+
+    def forward(self, x):
+        parts = paddle.split(x, self.channels, axis=1)
+        return paddle.concat([conv(p) for conv, p in zip(self.proj, parts)], axis=1)
+
+
+class MSFFN(nn.Layer):
+    """Multi-scale feed-forward network (Sec. III-B, Fig. 5c)."""
+
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Sequential(nn.Conv2D(dim, hidden, 1, bias_attr=False), nn.GELU(), nn.BatchNorm2D(hidden))
+        self.dwconv = MultiScaleDWConv(hidden)
+        self.act = nn.GELU()
+        self.norm = nn.BatchNorm2D(hidden)
+        self.fc2 = nn.Sequential(nn.Conv2D(hidden, dim, 1, bias_attr=False), nn.BatchNorm2D(dim))
+
+    def forward(self, x):
+        x = self.fc1(x)
+        x = self.norm(self.act(self.dwconv(x) + x))
+        return self.fc2(x)
+
+
+class TransXNetBlock(nn.Layer):
+    """DPE + D-Mixer + MS-FFN with GroupNorm(1, C) pre-norms and biased layer scales."""
+
+    def __init__(self, dim, num_heads, num_groups, sr_ratio, mlp_ratio, kernel_size=7,
+                 drop_path=0.0, layer_scale_init_value=1e-5):
+        super().__init__()
+        self.pos_embed = nn.Conv2D(dim, dim, 7, padding=3, groups=dim)
+        self.norm1 = nn.GroupNorm(1, dim, epsilon=1e-5)
+        self.token_mixer = DMixer(dim, kernel_size=kernel_size, num_groups=num_groups,
+                                  num_heads=num_heads, sr_ratio=sr_ratio)
+        self.norm2 = nn.GroupNorm(1, dim, epsilon=1e-5)
+        self.mlp = MSFFN(dim, int(dim * mlp_ratio))
+        self.layer_scale_1 = LayerScale(dim, layer_scale_init_value)
+        self.layer_scale_2 = LayerScale(dim, layer_scale_init_value)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x, relative_pos):
+        x = x + self.pos_embed(x)
+        x = x + self.drop_path(self.layer_scale_1(self.token_mixer(self.norm1(x), relative_pos)))
+        x = x + self.drop_path(self.layer_scale_2(self.mlp(self.norm2(x))))
+        return x
+
+
+class TransXNet(HybridBackbone):
+    """TransXNet backbone and classifier.
+
+    Args:
+        depths, dims, num_heads, num_groups, mlp_ratios: per-stage settings (Table I).
+        img_size: size the relative position terms are learned at (224 in every release); other
+            input sizes resize them bicubically, as the authors do.
+        drop_path_rate: stochastic depth, linear over all blocks (0.1 / 0.2 / 0.4 for T / S / B).
+        features_only: return the GroupNorm-ed maps of ``out_indices`` (the authors' dense mode).
+    """
+
+    classifier_prefixes = ("head.",)
+    # The authors train with timm's optimizer factory, which exempts every ``*.bias`` parameter;
+    # IDConv's [G, C] and the layer scales' [C, 1, 1] biases are not 1-D, so the YAML's one-dim
+    # rule alone would decay them.
+    no_weight_decay_keywords = (".bias",)
+
+    def __init__(self, depths, dims, num_heads, num_groups, mlp_ratios, sr_ratios=SR_RATIOS,
+                 kernel_size=7, img_size=224, in_chans=3, class_num=1000, drop_path_rate=0.0,
+                 layer_scale_init_value=1e-5, out_indices=(0, 1, 2, 3), features_only=False,
+                 **kwargs):
+        if kwargs:
+            raise TypeError(f"TransXNet got unexpected arguments: {sorted(kwargs)}")
+        super().__init__(in_chans, class_num, out_indices, features_only)
+        self.dims = tuple(dims)
+        self.feature_info = [dict(channels=c, stride=4 * 2 ** i) for i, c in enumerate(dims)]
+        self.num_features = dims[-1]
+
+        self.patch_embed = ConvBN(in_chans, dims[0], 7, stride=4, padding=3)
+        # Relative position terms [1, heads, N, Nk] for an img_size input (conv sides round up).
+        img_hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        side = [math.ceil(s / 4) for s in img_hw]
+        pos = []
+        for i in range(4):
+            n = side[0] * side[1]
+            nk = math.ceil(side[0] / sr_ratios[i]) * math.ceil(side[1] / sr_ratios[i])
+            pos.append(self.create_parameter([1, num_heads[i], n, nk], default_initializer=zeros_))
+            side = [math.ceil(s / 2) for s in side]
+        self.relative_pos_enc = nn.ParameterList(pos)
+        self.sr_ratios = tuple(sr_ratios)
+
+        total = sum(depths)
+        dpr = [drop_path_rate * j / (total - 1) if total > 1 else 0.0 for j in range(total)]
+        self.stages = nn.LayerList()
+        self.downsamples = nn.LayerList()
+        cursor = 0
+        for i in range(4):
+            self.stages.append(nn.LayerList([
+                TransXNetBlock(dims[i], num_heads[i], num_groups[i], sr_ratios[i], mlp_ratios[i],
+                               kernel_size=kernel_size, drop_path=dpr[cursor + j],
+                               layer_scale_init_value=layer_scale_init_value)
+                for j in range(depths[i])]))
+            cursor += depths[i]
+            if i < 3:
+                self.downsamples.append(ConvBN(dims[i], dims[i + 1], 3, stride=2, padding=1))
+
+        if self.features_only:
+            # One GroupNorm per returned stage, named by stage (the authors' norm0/2/4/6).
+            self.out_norms = nn.LayerDict({str(i): nn.GroupNorm(1, dims[i], epsilon=1e-5)
+                                           for i in self.out_indices})
+        else:
+            self.head_norm = nn.GroupNorm(1, dims[-1], epsilon=1e-5)
+            self.head = nn.Linear(dims[-1], class_num) if class_num > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self):
+        # The authors' init: trunc-normal(0.02) conv weights, zero conv biases, unit norms.
+        for layer in self.sublayers():
+            if isinstance(layer, (nn.Conv2D, nn.Linear)):
+                trunc_normal_(layer.weight)
+                if layer.bias is not None:
+                    zeros_(layer.bias)
+            elif isinstance(layer, (nn.GroupNorm, nn.BatchNorm2D)):
+                ones_(layer.weight)
+                zeros_(layer.bias)
+
+    def _run_stages(self, x, last_stage):
+        x = self.patch_embed(x)
+        outs = []
+        for i in range(last_stage + 1):
+            if i > 0:
+                x = self.downsamples[i - 1](x)
+            pos = self._stage_relative_pos(i, x)
+            for block in self.stages[i]:
+                x = block(x, pos)
+            outs.append(x)
+        return outs
+
+    def _stage_relative_pos(self, i, x):
+        """Stage ``i``'s relative position term for a map like ``x``: the learned one when the
+        attention matrix has its size, else resized bicubically (once per stage; the authors
+        resize in every block, with the same result)."""
+        pos = self.relative_pos_enc[i]
+        h, w = x.shape[2], x.shape[3]
+        if not (isinstance(h, int) and isinstance(w, int) and h >= 0 and w >= 0):
+            h, w = paddle.shape(x)[2], paddle.shape(x)[3]  # traced with dynamic H/W
+        sr = self.sr_ratios[i]
+        if sr > 1:  # output size of the reduction conv: kernel sr + 3, padding (sr + 3) // 2
+            k = sr + 3
+            kh, kw = (h + 2 * (k // 2) - k) // sr + 1, (w + 2 * (k // 2) - k) // sr + 1
+        else:
+            kh, kw = h, w
+        n, nk = h * w, kh * kw
+        if isinstance(n, int) and (n, nk) == tuple(pos.shape[2:]):
+            return pos
+        return resize_relative_position(pos, n, nk)
+
+    def forward_features(self, x):
+        x = self._run_stages(x, 3)[-1]
+        return self.head_norm(x).mean(axis=[2, 3])
+
+    def forward_head(self, x):
+        return self.head(x)
+
+    def forward_pyramid(self, x):
+        outs = self._run_stages(x, max(self.out_indices))
+        if self.features_only:
+            return [self.out_norms[str(i)](outs[i]) for i in self.out_indices]
+        return [outs[i] for i in self.out_indices]
+
+    def reset_classifier(self, class_num):
+        if self.features_only:
+            raise RuntimeError("a features_only TransXNet has no classifier")
+        self.class_num = int(class_num)
+        self.head = nn.Linear(self.num_features, class_num) if class_num > 0 else nn.Identity()
+        if class_num > 0:
+            trunc_normal_(self.head.weight)
+            zeros_(self.head.bias)
+
+
+# ---- checkpoint conversion ----------------------------------------------------------------
+def _official_to_ours_name(key):
+    """Our parameter name for one official key (None for keys that are dropped)."""
+    if key.endswith("num_batches_tracked"):
+        return None
+    k = key
+    k = k.replace(".running_mean", "._mean").replace(".running_var", "._variance")
+    if k.startswith("patch_embed.proj.conv."):
+        return "patch_embed.0." + k[len("patch_embed.proj.conv."):]
+    if k.startswith("patch_embed.proj.bn."):
+        return "patch_embed.1." + k[len("patch_embed.proj.bn."):]
+    if k.startswith("network."):
+        parts = k.split(".")
+        idx = int(parts[1])
+        rest = ".".join(parts[2:])
+        if idx % 2 == 1:  # downsampling PatchEmbed between stages
+            rest = rest.replace("proj.conv.", "0.").replace("proj.bn.", "1.")
+            return f"downsamples.{idx // 2}.{rest}"
+        rest = (rest.replace("local_unit.proj.0.conv.", "local_unit.proj.0.0.")
+                    .replace("local_unit.proj.0.bn.", "local_unit.proj.0.1.")
+                    .replace("global_unit.sr.0.conv.", "global_unit.sr.0.0.")
+                    .replace("global_unit.sr.0.bn.", "global_unit.sr.0.1.")
+                    .replace("global_unit.sr.1.conv.", "global_unit.sr.1.0.")
+                    .replace("global_unit.sr.1.bn.", "global_unit.sr.1.1."))
+        return f"stages.{idx // 2}.{rest}"
+    if k.startswith("classifier.0."):
+        return "head_norm." + k[len("classifier.0."):]
+    if k.startswith("classifier.2."):
+        return "head." + k[len("classifier.2."):]
+    if k.startswith("norm") and k.split(".")[0][4:].isdigit():
+        idx = int(k.split(".")[0][4:])
+        return f"out_norms.{idx // 2}." + k.split(".", 1)[1]
+    if k.startswith("relative_pos_enc."):
+        return k
+    return False  # unknown key
+
+
+def _to_numpy(value):
+    if hasattr(value, "detach"):  # a torch tensor, if the caller loaded with torch
+        value = value.detach().cpu().numpy()
+    elif isinstance(value, paddle.Tensor):
+        value = value.numpy()
+    return np.asarray(value)
+
+
+_STATE_NAMES = {}
+
+
+def _our_state_names(model_name, dense):
+    """Parameter and buffer names of ``model_name`` (built once per variant and mode)."""
+    key = (model_name, dense)
+    if key not in _STATE_NAMES:
+        from ..registry import create_model
+        with paddle.LazyGuard():  # names only: skip initialising the weights
+            model = create_model(model_name, features_only=True) if dense else create_model(model_name)
+        _STATE_NAMES[key] = frozenset(model.state_dict())
+    return _STATE_NAMES[key]
+
+
+@register_converter("transxnet")
+def convert_official_state_dict(model_name, state_dict):
+    """Map the authors' TransXNet state dict (official key -> array) to ours.
+
+    Conv weights copy as they are; the 1x1-conv classifier becomes a Linear ([N, C, 1, 1] ->
+    [C, N]); layer-scale weights [C, 1, 1, 1] -> [C, 1, 1] and biases [C] -> [C, 1, 1]; BN
+    running statistics become ``_mean`` / ``_variance``; ``num_batches_tracked`` is dropped.
+    Unknown keys raise a ``KeyError`` naming them (nothing is silently ignored).
+    """
+    dense = any(k.startswith("norm") and k.split(".")[0][4:].isdigit() for k in state_dict)
+    expected = _our_state_names(model_name, dense)
+    out, unknown = {}, []
+    for key, value in state_dict.items():
+        name = _official_to_ours_name(key)
+        if name is None:
+            continue
+        if name is False or name not in expected:
+            unknown.append(key)
+            continue
+        arr = _to_numpy(value)
+        if name == "head.weight":
+            if arr.ndim != 4:
+                raise ValueError(f"{key}: expected a [classes, C, 1, 1] conv weight, got {list(arr.shape)}")
+            arr = arr.reshape(arr.shape[0], arr.shape[1]).T
+        elif ".layer_scale_" in name:
+            arr = arr.reshape(-1, 1, 1)
+        out[name] = np.ascontiguousarray(arr)
+    if unknown:
+        raise KeyError(f"{model_name}: {len(unknown)} checkpoint keys have no counterpart in "
+                       f"TransXNet: {unknown[:10]}")
+    return out
+
+
+# ---- registered variants ------------------------------------------------------------------
+def _reference(params, macs):
+    return dict(params=params, macs=macs, params_tol=0.01, macs_tol=0.01,
+                source="authors' PyTorch release, measured at 224x224 (shared/notes/reference_facts.md)")
+
+
+def _build(variant, name, pretrained, kwargs):
+    cfg = dict(ARCH_SETTINGS[variant])
+    cfg.update(kwargs)
+    return build_model(TransXNet, name, pretrained, **cfg)
+
+
+@register_model("transxnet", paper=PAPER, reference=_reference(12.835e6, 1.807e9))
+def TransXNet_T(pretrained=False, class_num=1000, **kwargs):
+    """TransXNet-T: 12.8 M params, 1.8 GMACs, 81.6% ImageNet top-1 (paper Table II)."""
+    return _build("T", "TransXNet_T", pretrained, dict(class_num=class_num, **kwargs))
+
+
+@register_model("transxnet", paper=PAPER, reference=_reference(26.864e6, 4.607e9))
+def TransXNet_S(pretrained=False, class_num=1000, **kwargs):
+    """TransXNet-S: 26.9 M params, 4.5 GMACs, 83.8% ImageNet top-1 (paper Table II)."""
+    return _build("S", "TransXNet_S", pretrained, dict(class_num=class_num, **kwargs))
+
+
+@register_model("transxnet", paper=PAPER, reference=_reference(48.009e6, 8.353e9))
+def TransXNet_B(pretrained=False, class_num=1000, **kwargs):
+    """TransXNet-B: 48.0 M params, 8.3 GMACs, 84.6% ImageNet top-1 (paper Table II)."""
+    return _build("B", "TransXNet_B", pretrained, dict(class_num=class_num, **kwargs))

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): the whole suite on the CPU, two worker processes.
+set -euo pipefail
+cd "$(dirname "$0")"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+exec python3 -m pytest -n 2 -q -p no:cacheprovider tests "$@"

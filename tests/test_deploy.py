@@ -1,0 +1,321 @@
+"""Deployment: Paddle Inference (oneDNN on/off), ONNX Runtime and predict_cls.py vs dygraph.
+
+CI checks the smallest variant of each family; ``PPVH_FULL_TESTS=1`` checks every variant.
+Each model is exported once (dynamic batch, height and width) and that one saved model is
+checked at 224x224 and at 200x328, an odd size that needs padding inside window attention.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FULL, ROOT
+
+paddle = pytest.importorskip("paddle")
+
+import ppvision_hybrid  # noqa: E402
+from ppvision_hybrid.export import export_inference_model  # noqa: E402
+from ppvision_hybrid.inference import (ONEDNN_BROKEN_PASSES, create_predictor, model_files,  # noqa: E402
+                                       relative_error)
+
+RTOL = 1e-4
+SIZES = ((224, 224), (200, 328))
+
+#: families paddle2onnx 2.1.0 cannot convert today, with the reason: the tool must refuse
+#: loudly for them and never leave a file. Once a family converts, its test checks the numbers.
+ONNX_KNOWN_UNSUPPORTED = {
+    # dynamic H/W: "[OP: pd_op.pool2d] Adaptive only support static input shape"; a fixed
+    # 224x224 export converts but ONNX Runtime differs by 1.5e-3 (refused by verification).
+    "transxnet": "adaptive average pooling to KxK (IDConv)",
+}
+
+
+def _smallest_per_family():
+    chosen = {}
+    for name in ppvision_hybrid.list_models():
+        spec = ppvision_hybrid.get_model_spec(name)
+        params = spec.reference.get("params", float("inf"))
+        if spec.family not in chosen or params < chosen[spec.family][1]:
+            chosen[spec.family] = (name, params)
+    return sorted(name for name, _ in chosen.values())
+
+
+MODELS = ppvision_hybrid.list_models() if FULL else _smallest_per_family()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """name -> (model_dir, [(input, dygraph output) per size]); exported lazily, once."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            paddle.seed(0)
+            model = ppvision_hybrid.create_model(name)
+            model.eval()
+            model_dir = str(tmp_path_factory.mktemp(name))
+            export_inference_model(model, model_dir, dynamic_hw=True)
+            rng = np.random.RandomState(0)
+            cases = []
+            for h, w in SIZES:
+                x = rng.standard_normal((1, 3, h, w)).astype("float32")
+                with paddle.no_grad():
+                    y = model(paddle.to_tensor(x)).numpy()
+                cases.append((x, y))
+            del model
+            cache[name] = (model_dir, cases)
+        return cache[name]
+    return get
+
+
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "no_onednn"])
+@pytest.mark.parametrize("name", MODELS)
+def test_paddle_inference_matches_dygraph(exported, name, onednn):
+    model_dir, cases = exported(name)
+    # Channels-last ops that Paddle 3.3.1's oneDNN kernels mis-read are avoided in the model files
+    # (layers.pad_nhwc, layers.channels_last): every family must match with oneDNN on and off.
+    predictor = create_predictor(model_dir, enable_mkldnn=onednn, cpu_threads=1)
+    errors = [relative_error(predictor(x), expected) for x, expected in cases]
+    for (x, _), err in zip(cases, errors):
+        assert err <= RTOL, f"{name} oneDNN={onednn} input {list(x.shape)}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_runtime_matches_dygraph(exported, name, tmp_path):
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    from tools.export_onnx import (ConversionError, VerificationError, convert_and_verify, onnx_session,
+                                   run_onnx)
+    family = ppvision_hybrid.get_model_spec(name).family
+    model_dir, cases = exported(name)
+    onnx_file = str(tmp_path / f"{name}.onnx")
+    shapes = [x.shape for x, _ in cases]
+    try:
+        convert_and_verify(model_dir, onnx_file, shapes=shapes, rtol=RTOL, retries=2, log=lambda *a: None)
+    except (ConversionError, VerificationError) as err:
+        assert family in ONNX_KNOWN_UNSUPPORTED, f"{name}: ONNX conversion failed: {err}"
+        assert not os.path.exists(onnx_file), "a refused conversion must not leave a file"
+        assert "paddle2onnx cannot convert" in str(err) or "differs from Paddle" in str(err)
+        pytest.xfail(f"paddle2onnx 2.1.0: {ONNX_KNOWN_UNSUPPORTED[family]} ({str(err)[:160]})")
+    session = onnx_session(onnx_file, threads=1)
+    for x, expected in cases:
+        err = relative_error(run_onnx(session, x), expected)
+        assert err <= RTOL, f"{name} ONNX input {list(x.shape)}: relative error {err:.2e}"
+
+
+def test_onnx_mismatch_is_an_error_and_leaves_no_file(exported, tmp_path, monkeypatch):
+    """A converted file whose numbers differ from Paddle is never written."""
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    import tools.export_onnx as export_onnx
+    model_dir, _ = exported(MODELS[0])
+    real_verify = export_onnx.verify
+    calls = []
+
+    def corrupted_verify(data, *args, **kwargs):
+        calls.append(1)
+        import onnx
+        from onnx import helper
+        model = onnx.load_from_string(data)
+        # Shift the first output by 1e-3: the graph still runs, the numbers are wrong.
+        out = model.graph.output[0].name
+        for node in model.graph.node:
+            node.output[:] = [o + "_raw" if o == out else o for o in node.output]
+        model.graph.node.append(helper.make_node("Constant", [], ["shift"], value=helper.make_tensor(
+            "shift", onnx.TensorProto.FLOAT, [], [1e-3])))
+        model.graph.node.append(helper.make_node("Add", [out + "_raw", "shift"], [out]))
+        return real_verify(model.SerializeToString(), *args, **kwargs)
+
+    monkeypatch.setattr(export_onnx, "verify", corrupted_verify)
+    target = tmp_path / "bad.onnx"
+    target.write_bytes(b"stale")
+    with pytest.raises(export_onnx.VerificationError):
+        export_onnx.convert_and_verify(model_dir, str(target), shapes=[(1, 3, 64, 64)],
+                                       retries=2, log=lambda *a: None)
+    assert len(calls) == 2, "a mismatch must be retried up to --retries times"
+    assert not target.exists(), "a failed verification must not leave a file (not even a stale one)"
+
+
+def test_onednn_broken_pass_list_is_minimal_for_the_toy_window_block(tmp_path):
+    """The bisection tool finds the documented pass on a small window-attention graph."""
+    from ppvision_hybrid.inference import find_breaking_onednn_passes
+    import paddle.nn as nn
+    import paddle.nn.functional as F
+    from ppvision_hybrid.layers import pad_to_multiple, window_partition, window_reverse
+
+    class WindowBlock(nn.Layer):
+        def __init__(self, dim=16, heads=2, window=7):
+            super().__init__()
+            self.stem = nn.Conv2D(3, dim, 4, 4)
+            self.qkv, self.proj, self.head = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), nn.Linear(dim, 5)
+            self.heads, self.window = heads, window
+
+        def forward(self, x):
+            x = self.stem(x).transpose([0, 2, 3, 1])
+            B, H, W, C = x.shape
+            y, _, _ = pad_to_multiple(x, self.window)
+            Hp, Wp = y.shape[1], y.shape[2]
+            win = window_partition(y, self.window)
+            N = win.shape[1]
+            qkv = self.qkv(win).reshape([-1, N, 3, self.heads, C // self.heads]).transpose([2, 0, 3, 1, 4])
+            attn = F.softmax(qkv[0] @ qkv[1].transpose([0, 1, 3, 2]), axis=-1)
+            out = (attn @ qkv[2]).transpose([0, 2, 1, 3]).reshape([-1, N, C])
+            out = window_reverse(self.proj(out), self.window, Hp, Wp)[:, :H, :W, :]
+            return self.head((x + out).mean([1, 2]))
+
+    paddle.seed(0)
+    model = WindowBlock()
+    model.eval()
+    export_inference_model(model, str(tmp_path), dynamic_hw=True)
+    rng = np.random.RandomState(0)
+    inputs = [rng.standard_normal(s).astype("float32") for s in ((1, 3, 64, 64), (2, 3, 60, 92))]
+    with paddle.no_grad():
+        expected = [model(paddle.to_tensor(x)).numpy() for x in inputs]
+    found = find_breaking_onednn_passes(str(tmp_path), inputs, expected)
+    assert found == ["operator_reshape_onednn_fuse_pass"]
+    assert set(found) <= set(ONEDNN_BROKEN_PASSES)
+    predictor = create_predictor(str(tmp_path), enable_mkldnn=True, cpu_threads=1)
+    for x, y in zip(inputs, expected):
+        assert relative_error(predictor(x), y) <= RTOL
+
+
+def test_predictor_accepts_legacy_pdmodel(tmp_path):
+    """Paddle 2.6-format exports (``inference.pdmodel``) load in the same predictor."""
+    script = (
+        "import numpy as np, paddle, sys\n"
+        "paddle.enable_static()\n"
+        "main, startup = paddle.static.Program(), paddle.static.Program()\n"
+        "with paddle.static.program_guard(main, startup):\n"
+        "    x = paddle.static.data('x', [None, 3, None, None], 'float32')\n"
+        "    y = paddle.nn.Conv2D(3, 8, 3, stride=2, padding=1)(x)\n"
+        "    y = paddle.nn.functional.softmax(paddle.nn.Linear(8, 5)(paddle.nn.functional.relu(y).mean([2, 3])), -1)\n"
+        "exe = paddle.static.Executor(paddle.CPUPlace()); exe.run(startup)\n"
+        "xs = np.random.RandomState(0).rand(2, 3, 40, 56).astype('float32')\n"
+        "ref, = exe.run(main, feed={'x': xs}, fetch_list=[y])\n"
+        "paddle.static.save_inference_model(sys.argv[1] + '/inference', [x], [y], exe, program=main)\n"
+        "np.save(sys.argv[1] + '/x.npy', xs); np.save(sys.argv[1] + '/y.npy', ref)\n")
+    env = dict(os.environ, FLAGS_enable_pir_api="0")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, env=env,
+                   capture_output=True)
+    model_file, _ = model_files(str(tmp_path))
+    assert model_file.endswith(".pdmodel")
+    x, y = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
+    for onednn in (True, False):
+        assert relative_error(create_predictor(str(tmp_path), enable_mkldnn=onednn)(x), y) <= RTOL
+
+
+def test_model_files_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="inference.json"):
+        model_files(str(tmp_path))
+    (tmp_path / "inference.json").write_text("{}")
+    # A graph without parameters has no .pdiparams: accepted, with an empty params path.
+    assert model_files(str(tmp_path)) == (str(tmp_path / "inference.json"), "")
+    assert model_files(str(tmp_path / "inference"))[0] == str(tmp_path / "inference.json")
+    with pytest.raises(ValueError, match="precision"):
+        from ppvision_hybrid.inference import create_config
+        (tmp_path / "inference.pdiparams").write_bytes(b"")
+        create_config(str(tmp_path), precision="fp8")
+
+
+def test_predict_cls_end_to_end(exported, tmp_path):
+    """Folder of generated images -> predict_cls.py (batches, top-k with label names, benchmark);
+    its scores equal the dygraph model's softmax on the same preprocessed batch, and the
+    deploy script imports no model code."""
+    import cv2
+    name = MODELS[0]
+    model_dir, _ = exported(name)
+    images = tmp_path / "images"
+    (images / "nested").mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    files = []
+    for i, (h, w) in enumerate([(240, 320), (300, 260), (256, 256)]):
+        path = images / ("nested" if i == 2 else "") / f"img{i}.{'png' if i == 1 else 'jpg'}"
+        cv2.imwrite(str(path), rng.randint(0, 255, (h, w, 3)).astype("uint8"))
+        files.append(str(path))
+    (images / "notes.txt").write_text("not an image")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"{i} label_{i}" for i in range(1000)))
+    driver = (
+        "import json, sys, runpy, io, contextlib\n"
+        "sys.argv = ['predict_cls.py'] + sys.argv[1:]\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        "    try:\n"
+        "        runpy.run_path(%r, run_name='__main__')\n"
+        "    except SystemExit as e:\n"
+        "        assert not e.code, e.code\n"
+        "print(buf.getvalue())\n"
+        "print('MODULES', json.dumps(sorted(m for m in sys.modules if m.startswith('ppvision_hybrid'))))\n"
+    ) % os.path.join(ROOT, "deploy", "python", "predict_cls.py")
+    args = ["--model_dir", model_dir, "--infer_imgs", str(images), "--batch_size", "2",
+            "--cpu_threads", "1", "--enable_mkldnn", "True", "--topk", "3",
+            "--class_id_map_file", str(labels), "--benchmark", "--warmup", "1", "--repeats", "3"]
+    proc = subprocess.run([sys.executable, "-c", driver] + args, capture_output=True, text=True,
+                          cwd=str(tmp_path), env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    loaded = json.loads(out.split("MODULES", 1)[1].strip().splitlines()[0])
+    assert loaded == [], f"deploy imported project modules: {loaded}"
+    lines = [line for line in out.splitlines() if "class id(s)" in line]
+    assert len(lines) == 3 and all("label_name(s): ['label_" in line for line in lines)
+    assert "[benchmark]" in out and "p50" in out and "p99" in out and "images/s" in out
+
+    # The scores printed equal softmax(dygraph(preprocessed image)).
+    sys.path.insert(0, os.path.join(ROOT, "deploy", "python"))
+    try:
+        import predict_cls
+    finally:
+        sys.path.pop(0)
+    config = predict_cls.load_config(os.path.join(ROOT, "deploy", "configs", "inference_cls.yaml"))
+    ops = predict_cls.build_transforms(config["PreProcess"]["transform_ops"])
+    batch = np.stack([predict_cls.preprocess(f, ops) for f in sorted(files)])
+    assert batch.shape == (3, 3, 224, 224) and batch.dtype == np.float32
+    paddle.seed(0)
+    model = ppvision_hybrid.create_model(name)
+    model.eval()
+    with paddle.no_grad():
+        probs = paddle.nn.functional.softmax(model(paddle.to_tensor(batch)), axis=-1).numpy()
+    for path, row in zip(sorted(files), probs):
+        line = next(line for line in lines if line.startswith(path + ":"))
+        top = np.argsort(-row)[:3].tolist()
+        assert f"class id(s): {top}" in line, (line, top)
+        assert f"label_name(s): {['label_%d' % i for i in top]}" in line
+        printed = json.loads(line.split("score(s): ")[1].split("]")[0] + "]")
+        np.testing.assert_allclose(printed, row[top], rtol=1e-3, atol=1e-5)
+
+
+def test_predict_cls_config_and_overrides(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "deploy", "python"))
+    try:
+        import predict_cls
+    finally:
+        sys.path.pop(0)
+    args = predict_cls.parse_args(["-o", "Global.batch_size=4", "-o", "PostProcess.Topk.topk=2",
+                                   "--enable_mkldnn", "False", "--cpu_threads", "3", "--use_tensorrt",
+                                   "--precision", "fp16", "--trt_max_shape", "8x3x320x320",
+                                   "--model_dir", "m", "--infer_imgs", "i"])
+    config = predict_cls.build_config(args)
+    g = config["Global"]
+    assert (g["batch_size"], g["enable_mkldnn"], g["cpu_num_threads"], g["use_tensorrt"], g["use_fp16"]) == \
+        (4, False, 3, True, True)
+    assert g["trt_max_shape"] == "8x3x320x320" and predict_cls._shape(g["trt_max_shape"]) == [8, 3, 320, 320]
+    assert config["PostProcess"]["Topk"]["topk"] == 2
+    assert g["inference_model_dir"] == "m" and g["infer_imgs"] == "i"
+    # TensorRT without a GPU is refused with a clear message (before touching the model).
+    from ppvision_hybrid.inference import create_config
+    with pytest.raises((ValueError, FileNotFoundError)):
+        create_config(str(tmp_path), use_tensorrt=True)
+    # Preprocessing: short side to 256, centre crop 224, CHW float32, ImageNet normalisation.
+    ops = predict_cls.build_transforms(config["PreProcess"]["transform_ops"])
+    import cv2
+    path = str(tmp_path / "a.png")
+    cv2.imwrite(path, np.full((300, 400, 3), 255, np.uint8))
+    out = predict_cls.preprocess(path, ops)
+    assert out.shape == (3, 224, 224)
+    np.testing.assert_allclose(out[:, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]),
+                               rtol=1e-5)
+    with pytest.raises(FileNotFoundError):
+        predict_cls.list_images(str(tmp_path / "missing"))

@@ -1,0 +1,256 @@
+"""Latency and throughput of every backend for registered models; writes docs/benchmarks.md.
+
+    python tools/benchmark.py                                # smallest variant of each family
+    python tools/benchmark.py --models TransXNet_T FocalTransformer_T --batch 8 --threads 2
+    python tools/benchmark.py --all --backends paddle_onednn,onnxruntime
+    python tools/benchmark.py --gpu --trt                    # adds GPU / TensorRT columns
+
+Backends: ``dygraph`` (eager Paddle), ``paddle_onednn`` / ``paddle_native`` (Paddle Inference
+on CPU with oneDNN on / off), ``onnxruntime`` (CPU), and with ``--gpu`` ``paddle_gpu`` plus,
+with ``--trt``, ``paddle_trt_fp32`` / ``paddle_trt_fp16``. For each: median latency at batch 1
+(ms) and throughput at ``--batch`` (images/s), after warm-up. Every backend's output is first
+compared with dygraph; a backend that fails or differs by more than 1e-3 shows "n/a". Each model is exported once
+(dynamic batch, fixed ``--image_size``) into a temporary folder.
+
+Environment set before Paddle loads unless already set (stated in the output):
+``MKL_DEBUG_CPU_TYPE=5`` (MKL's AVX2 path on AMD CPUs; it otherwise takes a slow generic path),
+``OMP_NUM_THREADS`` and ``FLAGS_paddle_num_threads`` = ``--threads`` (eager Paddle's math
+library uses one thread by default).
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEGIN, END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
+CPU_BACKENDS = ("dygraph", "paddle_onednn", "paddle_native", "onnxruntime")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", help="names or shell patterns (default: smallest per family)")
+    parser.add_argument("--all", action="store_true", help="every registered variant")
+    parser.add_argument("--backends", default=",".join(CPU_BACKENDS))
+    parser.add_argument("--gpu", action="store_true", help="add Paddle Inference on GPU")
+    parser.add_argument("--trt", action="store_true", help="with --gpu: add TensorRT FP32 and FP16")
+    parser.add_argument("--batch", type=int, default=8, help="batch size of the throughput runs")
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs at batch 1")
+    parser.add_argument("--repeats_batch", type=int, default=3, help="timed runs at --batch")
+    parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    parser.add_argument("--no_write", action="store_true", help="print the table only")
+    return parser.parse_args(argv)
+
+
+def _set_environment(threads):
+    chosen = {}
+    for key, value in (("MKL_DEBUG_CPU_TYPE", "5"), ("OMP_NUM_THREADS", str(threads)),
+                       ("FLAGS_paddle_num_threads", str(threads))):
+        os.environ.setdefault(key, value)
+        chosen[key] = os.environ[key]
+    return chosen
+
+
+def machine_description(env):
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        match = re.search(r"model name\s*:\s*(.+)", text)
+        cpu = match.group(1).strip() if match else cpu
+        flags = re.search(r"flags\s*:\s*(.+)", text)
+        isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+               if flags and f" {f} " in f" {flags.group(1)} "]
+    except OSError:
+        isa = []
+    try:
+        with open("/proc/meminfo") as f:
+            mem_gb = int(re.search(r"MemTotal:\s*(\d+)", f.read()).group(1)) / 2 ** 20
+    except (OSError, AttributeError):
+        mem_gb = float("nan")
+    import paddle
+    versions = [f"paddlepaddle {paddle.__version__}"]
+    for module in ("onnxruntime", "paddle2onnx"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            pass
+    lines = [f"- CPU: {cpu}, {os.cpu_count()} logical cores visible, ISA: {', '.join(isa) or 'n/a'}; "
+             f"{mem_gb:.0f} GiB memory; {platform.system()} {platform.release()}",
+             f"- Python {platform.python_version()}, {', '.join(versions)}",
+             f"- Environment: {', '.join(f'{k}={v}' for k, v in env.items())}",
+             f"- Date: {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC')}; load average at start: "
+             f"{os.getloadavg()[0]:.1f}"]
+    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count():
+        lines.append(f"- GPU: {paddle.device.cuda.get_device_name()}")
+    return "\n".join(lines)
+
+
+def _median_ms(fn, warmup, repeats):
+    import numpy as np
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def _runners(name, backend, model, model_dir, onnx_file, threads, batch):
+    """A callable running one batch for ``backend`` (None when unavailable)."""
+    import paddle
+    from ppvision_hybrid.inference import create_predictor
+    if backend == "dygraph":
+        def run(x):
+            with paddle.no_grad():
+                return model(paddle.to_tensor(x)).numpy()
+        return run
+    if backend in ("paddle_onednn", "paddle_native"):
+        return create_predictor(model_dir, enable_mkldnn=backend == "paddle_onednn", cpu_threads=threads)
+    if backend == "onnxruntime":
+        if onnx_file is None:
+            return None
+        from tools.export_onnx import onnx_session, run_onnx
+        session = onnx_session(onnx_file, threads)
+        return lambda x: run_onnx(session, x)
+    if backend == "paddle_gpu":
+        return create_predictor(model_dir, use_gpu=True)
+    if backend.startswith("paddle_trt"):
+        precision = backend.rsplit("_", 1)[1]
+        return create_predictor(model_dir, use_gpu=True, use_tensorrt=True, precision=precision,
+                                max_batch_size=batch)
+    raise ValueError(f"unknown backend {backend}")
+
+
+def benchmark_model(name, backends, args, log=print):
+    import numpy as np
+    import paddle
+    import ppvision_hybrid
+    from ppvision_hybrid.export import export_inference_model
+    size = args.image_size
+    paddle.seed(0)
+    model = ppvision_hybrid.create_model(name)
+    model.eval()
+    params = sum(int(np.prod(p.shape)) for p in model.parameters()) / 1e6
+    row = {"model": name, "params_m": params}
+    with tempfile.TemporaryDirectory(prefix="ppvh_bench_") as tmp:
+        model_dir = os.path.join(tmp, "paddle")
+        export_inference_model(model, model_dir, image_shape=(3, size, size), dynamic_hw=False)
+        onnx_file = None
+        if "onnxruntime" in backends:
+            from tools.export_onnx import ConversionError, VerificationError, convert_and_verify
+            onnx_file = os.path.join(tmp, "model.onnx")
+            try:
+                convert_and_verify(model_dir, onnx_file, shapes=[(1, 3, size, size)], threads=args.threads,
+                                   log=lambda *a: None)
+            except (ConversionError, VerificationError) as err:
+                log(f"  {name}: ONNX unavailable: {str(err)[:200]}")
+                onnx_file = None
+        rng = np.random.RandomState(0)
+        x1 = rng.standard_normal((1, 3, size, size)).astype("float32")
+        xb = rng.standard_normal((args.batch, 3, size, size)).astype("float32")
+        from ppvision_hybrid.inference import relative_error
+        with paddle.no_grad():
+            reference = model(paddle.to_tensor(x1)).numpy()
+        for backend in backends:
+            try:
+                run = _runners(name, backend, model, model_dir, onnx_file, args.threads, args.batch)
+            except Exception as err:  # a backend that cannot run this model is reported, not fatal
+                log(f"  {name} {backend}: unavailable ({str(err).splitlines()[0][:160]})")
+                run = None
+            if run is None:
+                row[backend] = (None, None)
+                continue
+            try:
+                err = relative_error(run(x1), reference)
+                if not err <= 1e-3:  # a fast wrong answer is not a result
+                    log(f"  {name} {backend}: WRONG OUTPUT (relative error {err:.1e} vs dygraph)")
+                    row[backend] = (None, None)
+                    continue
+                latency = _median_ms(lambda: run(x1), args.warmup, args.repeats)
+                batch_ms = _median_ms(lambda: run(xb), 1, args.repeats_batch)
+            except Exception as err:  # e.g. oneDNN kernels failing on this graph
+                log(f"  {name} {backend}: failed at run time ({str(err).splitlines()[0][:160]})")
+                row[backend] = (None, None)
+                continue
+            row[backend] = (latency, args.batch * 1e3 / batch_ms)
+            log(f"  {name} {backend}: batch 1 {latency:.1f} ms, batch {args.batch} {row[backend][1]:.2f} img/s")
+            del run
+    return row
+
+
+def markdown_table(rows, backends, batch):
+    header = ["model", "params (M)"] + [f"{b} b1 ms" for b in backends] + [f"{b} b{batch} img/s" for b in backends]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["model"], f"{row['params_m']:.1f}"]
+        cells += [f"{row[b][0]:.1f}" if row[b][0] is not None else "n/a" for b in backends]
+        cells += [f"{row[b][1]:.2f}" if row[b][1] is not None else "n/a" for b in backends]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(path, block):
+    """Replace the generated block of ``path`` (between markers), keeping hand-written text."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
+    generated = f"{BEGIN}\n{block}\n{END}"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + generated + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + generated + "\n"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    env = _set_environment(args.threads)
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    import ppvision_hybrid
+    if args.all:
+        names = ppvision_hybrid.list_models()
+    elif args.models:
+        names = sorted({n for pattern in args.models for n in ppvision_hybrid.list_models(pattern)})
+        if not names:
+            raise SystemExit(f"no registered model matches {args.models}")
+    else:
+        smallest = {}
+        for name in ppvision_hybrid.list_models():
+            spec = ppvision_hybrid.get_model_spec(name)
+            params = spec.reference.get("params", float("inf"))
+            if spec.family not in smallest or params < smallest[spec.family][1]:
+                smallest[spec.family] = (name, params)
+        names = sorted(n for n, _ in smallest.values())
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if args.gpu:
+        backends.append("paddle_gpu")
+        if args.trt:
+            backends += ["paddle_trt_fp32", "paddle_trt_fp16"]
+    description = machine_description(env)
+    print(description)
+    rows = [benchmark_model(name, backends, args) for name in names]
+    table = markdown_table(rows, backends, args.batch)
+    block = (f"Generated by `python tools/benchmark.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
+             f" ({args.image_size}x{args.image_size}, fp32, {args.threads} threads; median of "
+             f"{args.repeats} runs at batch 1 and {args.repeats_batch} at batch {args.batch}).\n\n"
+             f"{description}\n\n{table}")
+    print(table)
+    if not args.no_write:
+        write_report(args.output, block)
+        print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Convert an exported Paddle inference model to ONNX and prove the file's numbers.
+
+    python tools/export_onnx.py --model_dir output/TransXNet_T --save_file TransXNet_T.onnx
+    python tools/export_onnx.py --model TransXNet_T --save_file TransXNet_T.onnx   # export first
+
+Steps: paddle2onnx converts ``inference.json``/``inference.pdmodel`` (its run-time package
+installation is never triggered: the Polygraphy route that sets ``POLYGRAPHY_AUTOINSTALL_DEPS``
+is not used; optional clean-up runs ``onnxoptimizer`` only when it is installed); then
+ONNX Runtime runs the converted graph on random inputs at every ``--verify_shapes`` entry and
+its outputs are compared with the Paddle Inference predictor on the same saved model. A
+mismatch above ``--rtol`` is an error: the conversion is retried (paddle2onnx has been seen to
+produce different graphs from run to run) up to ``--retries`` times, and if no attempt
+verifies, no file is left behind and the exit status is 1. A conversion that paddle2onnx
+cannot do at all (unsupported operator) exits with status 2 and says so.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from ppvision_hybrid.inference import create_predictor, model_files, relative_error  # noqa: E402
+
+DEFAULT_SHAPES = ((1, 3, 224, 224), (2, 3, 200, 328))
+
+
+class ConversionError(RuntimeError):
+    """paddle2onnx could not convert the model (e.g. an operator it does not support)."""
+
+
+class VerificationError(RuntimeError):
+    """The converted model's outputs differ from Paddle's."""
+
+
+def _convert_in_this_process(model_dir, out_file, opset):
+    """The paddle2onnx call itself (run in a child process: it aborts on unsupported ops)."""
+    # Never let an optimisation step install packages at run time.
+    os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
+    import paddle2onnx
+    model_file, params_file = model_files(model_dir)
+    # save_file=None returns the bytes and skips paddle2onnx's own optimise-and-save step.
+    data = paddle2onnx.export(model_file, params_file, save_file=None, opset_version=opset,
+                              auto_upgrade_opset=True, enable_onnx_checker=True,
+                              enable_optimize=True)
+    with open(out_file, "wb") as f:
+        f.write(data)
+
+
+def paddle_to_onnx_bytes(model_dir, opset=17, optimize="none", timeout=900):
+    """One paddle2onnx conversion; returns the serialized ONNX model.
+
+    paddle2onnx aborts the whole process (SIGABRT) when a graph has an operator or attribute it
+    cannot convert, so the conversion runs in a child process and its log is searched for the
+    reason, which :class:`ConversionError` carries.
+    """
+    try:
+        import paddle2onnx  # noqa: F401
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ConversionError("paddle2onnx is not installed: pip install -r requirements-deploy.txt") from err
+    model_files(model_dir)  # clear error for a wrong path before starting a child
+    with tempfile.TemporaryDirectory(prefix="ppvh_onnx_") as tmp:
+        out_file = os.path.join(tmp, "model.onnx")
+        code = ("import sys; sys.path.insert(0, %r); from tools.export_onnx import _convert_in_this_process as c; "
+                "c(%r, %r, %d)" % (ROOT, os.path.abspath(model_dir), out_file, opset))
+        env = dict(os.environ, POLYGRAPHY_AUTOINSTALL_DEPS="0")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=timeout)
+        if proc.returncode != 0 or not os.path.isfile(out_file):
+            log = proc.stdout + proc.stderr
+            reasons = [line.strip() for line in log.splitlines()
+                       if "[ERROR]" in line or "not supported" in line.lower() or "Error:" in line]
+            reason = "; ".join(dict.fromkeys(reasons)) or log.strip()[-800:]
+            raise ConversionError(f"paddle2onnx cannot convert {model_dir} (exit {proc.returncode}): {reason}")
+        with open(out_file, "rb") as f:
+            data = f.read()
+    if not data:
+        raise ConversionError(f"paddle2onnx returned an empty model for {model_dir}")
+    if optimize == "onnxoptimizer":
+        data = _onnxoptimizer_cleanup(data)
+    return data
+
+
+def _onnxoptimizer_cleanup(data):
+    try:
+        import onnx
+        import onnxoptimizer
+    except ImportError:
+        print("[export_onnx] onnxoptimizer not installed: skipping clean-up", file=sys.stderr)
+        return data
+    model = onnx.load_from_string(data)
+    passes = ["eliminate_deadend", "extract_constant_to_initializer",
+              "eliminate_unused_initializer", "eliminate_duplicate_initializer"]
+    model = onnxoptimizer.optimize(model, passes)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def onnx_session(model, threads=None):
+    """ONNX Runtime CPU session from a path or serialized bytes."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # unused-initializer warnings are noise
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, x):
+    outputs = session.run(None, {session.get_inputs()[0].name: x})
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def verify(data, model_dir, shapes=DEFAULT_SHAPES, rtol=1e-4, seed=0, threads=1):
+    """Worst relative error of ONNX Runtime vs Paddle Inference over ``shapes``; raises on mismatch."""
+    session = onnx_session(data, threads)
+    predictor = create_predictor(model_dir, enable_mkldnn=False, cpu_threads=threads)
+    rng = np.random.RandomState(seed)
+    worst = 0.0
+    for shape in shapes:
+        x = rng.standard_normal(shape).astype("float32")
+        expected = predictor(x)
+        actual = run_onnx(session, x)
+        expected = expected if isinstance(expected, list) else [expected]
+        actual = actual if isinstance(actual, list) else [actual]
+        if len(actual) != len(expected):
+            raise VerificationError(f"ONNX model has {len(actual)} outputs, Paddle {len(expected)}")
+        for a, e in zip(actual, expected):
+            err = relative_error(a, e)
+            worst = max(worst, err)
+            if not err <= rtol:
+                raise VerificationError(
+                    f"ONNX Runtime differs from Paddle at input {list(shape)}: relative error "
+                    f"{err:.3e} > {rtol:.1e} (output shapes {list(np.shape(a))} vs {list(np.shape(e))})")
+    return worst
+
+
+def convert_and_verify(model_dir, save_file, opset=17, optimize="none", shapes=DEFAULT_SHAPES,
+                       rtol=1e-4, retries=3, threads=1, log=print):
+    """Convert, verify, and write ``save_file`` only when verified. Returns the worst error."""
+    if os.path.exists(save_file):
+        os.remove(save_file)  # never leave a stale file that could be mistaken for this result
+    last_error = None
+    for attempt in range(1, retries + 1):
+        data = paddle_to_onnx_bytes(model_dir, opset=opset, optimize=optimize)
+        try:
+            worst = verify(data, model_dir, shapes=shapes, rtol=rtol, threads=threads)
+        except VerificationError as err:
+            last_error = err
+            log(f"[export_onnx] attempt {attempt}/{retries}: {err}")
+            continue
+        directory = os.path.dirname(os.path.abspath(save_file))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=directory)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, save_file)
+        log(f"[export_onnx] verified against Paddle at {[list(s) for s in shapes]}: worst relative "
+            f"error {worst:.2e} (attempt {attempt}); saved {save_file}")
+        return worst
+    raise VerificationError(f"no verified conversion after {retries} attempts; last: {last_error}")
+
+
+def _parse_shapes(text):
+    shapes = []
+    for item in text.split(","):
+        dims = tuple(int(d) for d in item.lower().split("x"))
+        if len(dims) != 4:
+            raise argparse.ArgumentTypeError(f"shape '{item}' must be NxCxHxW")
+        shapes.append(dims)
+    return tuple(shapes)
+
+
+def _export_registered(name, save_dir, pretrained=False):
+    """Export a registered model with dynamic batch, height and width."""
+    import ppvision_hybrid
+    from ppvision_hybrid.export import export_inference_model
+    spec = ppvision_hybrid.get_model_spec(name)
+    model = ppvision_hybrid.create_model(name, pretrained=pretrained)
+    export_inference_model(model, save_dir, image_shape=spec.default_input, dynamic_hw=True)
+    return save_dir
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model_dir", help="exported Paddle model (dir with inference.json/.pdmodel)")
+    source.add_argument("--model", help="registered model name: export it first (random weights "
+                                        "unless --pretrained), then convert")
+    parser.add_argument("--pretrained", default=None, help="with --model: True or a weights path")
+    parser.add_argument("--save_file", required=True, help="output .onnx path")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--optimize_tool", default="None", choices=["None", "onnxoptimizer"],
+                        help="post-conversion clean-up (never installs anything)")
+    parser.add_argument("--verify_shapes", type=_parse_shapes, default=DEFAULT_SHAPES,
+                        help="comma-separated NxCxHxW inputs checked against Paddle "
+                             "(default 1x3x224x224,2x3x200x328; the model must be exported with "
+                             "dynamic H/W for sizes other than its export size)")
+    parser.add_argument("--rtol", type=float, default=1e-4)
+    parser.add_argument("--retries", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    model_dir = args.model_dir
+    tmp_dir = None
+    if args.model:
+        tmp_dir = tempfile.TemporaryDirectory(prefix="ppvh_export_")
+        model_dir = tmp_dir.name
+        pretrained = {"True": True, None: False}.get(args.pretrained, args.pretrained)
+        _export_registered(args.model, model_dir, pretrained)
+    threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+    try:
+        convert_and_verify(model_dir, args.save_file, opset=args.opset,
+                           optimize=args.optimize_tool.lower(), shapes=args.verify_shapes,
+                           rtol=args.rtol, retries=args.retries, threads=threads)
+    except ConversionError as err:
+        print(f"[export_onnx] CONVERSION FAILED: {err}", file=sys.stderr)
+        return 2
+    except VerificationError as err:
+        print(f"[export_onnx] VERIFICATION FAILED, no file written: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if tmp_dir is not None:
+            tmp_dir.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
