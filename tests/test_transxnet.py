@@ -19,7 +19,8 @@ from ppvision_hybrid.models import transxnet as tx
 from ppvision_hybrid.weights import CheckpointError, load_state_dict_checked
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-SHARED_KEYS = "/work/shared/reference/keys_transxnet_t.txt"
+SHARED_KEYS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
+                           "reference", "keys_transxnet_t.txt")
 NAMES = {"t": "TransXNet_T", "s": "TransXNet_S", "b": "TransXNet_B"}
 
 
