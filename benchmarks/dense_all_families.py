@@ -2,6 +2,7 @@
 family per architecture in tests/test_dense.py).
 
     python benchmarks/dense_all_families.py --part pipelines [--family mixformer]
+        [--pipelines mask_rcnn,upernet,cascade_mask_rcnn,retinanet,semantic_fpn]
     python benchmarks/dense_all_families.py --part memory    [--family mixformer]
 
 pipelines: Mask R-CNN (train 1 epoch on the 8-image demo set, COCO bbox+segm eval, export,
@@ -72,21 +73,32 @@ def measure(arch, what, height=800, width=1333, repeats=1):
             "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0)}
 
 
-def pipelines(arch, workdir, demo):
+#: demo pipelines by name: (task, demo config file)
+PIPELINES = {
+    "mask_rcnn": ("det", "mask_rcnn_demo.yml"),
+    "cascade_mask_rcnn": ("det", "cascade_mask_rcnn_demo.yml"),
+    "retinanet": ("det", "retinanet_demo.yml"),
+    "upernet": ("seg", "upernet_demo.yml"),
+    "semantic_fpn": ("seg", "semantic_fpn_demo.yml"),
+}
+
+
+def pipelines(arch, workdir, demo, names=("mask_rcnn", "upernet")):
     from ppvision_hybrid.adapters.pipeline import run_det_pipeline, run_seg_pipeline
     rows = []
-    t0 = time.perf_counter()
-    det = run_det_pipeline(os.path.join(ROOT, "configs", "det", "demo", "mask_rcnn_demo.yml"), arch,
-                           demo["det_root"], os.path.join(workdir, "det"))
-    det.pop("trainer")
-    det["wall_s"] = round(time.perf_counter() - t0, 1)
-    rows.append(dict(det, pipeline="mask_rcnn"))
-    t0 = time.perf_counter()
-    seg = run_seg_pipeline(os.path.join(ROOT, "configs", "seg", "demo", "upernet_demo.yml"), arch,
-                           demo["seg_root"], os.path.join(workdir, "seg"), iters=4)
-    seg.pop("model")
-    seg["wall_s"] = round(time.perf_counter() - t0, 1)
-    rows.append(dict(seg, pipeline="upernet"))
+    for name in names:
+        task, config = PIPELINES[name]
+        t0 = time.perf_counter()
+        if task == "det":
+            out = run_det_pipeline(os.path.join(ROOT, "configs", "det", "demo", config), arch,
+                                   demo["det_root"], os.path.join(workdir, name))
+            out.pop("trainer")
+        else:
+            out = run_seg_pipeline(os.path.join(ROOT, "configs", "seg", "demo", config), arch,
+                                   demo["seg_root"], os.path.join(workdir, name), iters=4)
+            out.pop("model")
+        out["wall_s"] = round(time.perf_counter() - t0, 1)
+        rows.append(dict(out, pipeline=name))
     return rows
 
 
@@ -96,6 +108,8 @@ def main(argv=None):
     ap.add_argument("--family", default=None, help="one family (default: all)")
     ap.add_argument("--out", default=os.path.join(ROOT, "output", "dense_all_families.jsonl"))
     ap.add_argument("--models", default="backbone,mask_rcnn", help="memory part: what to measure")
+    ap.add_argument("--pipelines", default="mask_rcnn,upernet",
+                    help="pipelines part: comma-separated, from " + ", ".join(PIPELINES))
     ap.add_argument("--_measure", nargs=2, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._measure:
@@ -131,7 +145,7 @@ def main(argv=None):
             for family in families:
                 arch = smallest_variant(family)
                 try:
-                    got = pipelines(arch, os.path.join(tmp, arch), demo)
+                    got = pipelines(arch, os.path.join(tmp, arch), demo, args.pipelines.split(","))
                 except Exception as e:  # report and go on with the next family
                     got = [{"arch": arch, "error": f"{type(e).__name__}: {e}"[:800]}]
                 for row in got:
