@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional
 
 __all__ = [
     "ModelSpec", "register_model", "create_model", "list_models", "get_model_spec",
-    "list_families", "register_converter", "convert_checkpoint",
+    "list_families", "smallest_per_family", "register_converter", "convert_checkpoint",
 ]
 
 
@@ -73,6 +73,19 @@ def list_models(pattern: str = "*", family: Optional[str] = None) -> List[str]:
 def list_families() -> List[str]:
     _ensure_models_imported()
     return sorted({s.family for s in _MODELS.values()})
+
+
+def smallest_per_family() -> List[str]:
+    """Sorted names of each family's variant with the fewest reference parameters (what the
+    quick checks and benchmarks run; variants without a reference count sort last)."""
+    _ensure_models_imported()
+    best = {}
+    for name in sorted(_MODELS):
+        spec = _MODELS[name]
+        params = spec.reference.get("params", float("inf"))
+        if spec.family not in best or params < best[spec.family][1]:
+            best[spec.family] = (name, params)
+    return sorted(name for name, _ in best.values())
 
 
 def get_model_spec(name: str) -> ModelSpec:

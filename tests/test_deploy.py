@@ -17,6 +17,7 @@ from conftest import FULL, ROOT
 paddle = pytest.importorskip("paddle")
 
 import ppvision_hybrid  # noqa: E402
+from ppvision_hybrid.registry import smallest_per_family  # noqa: E402
 from ppvision_hybrid.export import export_inference_model  # noqa: E402
 from ppvision_hybrid.inference import (ONEDNN_BROKEN_PASSES, create_predictor, model_files,  # noqa: E402
                                        relative_error)
@@ -33,17 +34,7 @@ ONNX_KNOWN_UNSUPPORTED = {
 }
 
 
-def _smallest_per_family():
-    chosen = {}
-    for name in ppvision_hybrid.list_models():
-        spec = ppvision_hybrid.get_model_spec(name)
-        params = spec.reference.get("params", float("inf"))
-        if spec.family not in chosen or params < chosen[spec.family][1]:
-            chosen[spec.family] = (name, params)
-    return sorted(name for name, _ in chosen.values())
-
-
-MODELS = ppvision_hybrid.list_models() if FULL else _smallest_per_family()
+MODELS = ppvision_hybrid.list_models() if FULL else smallest_per_family()
 
 
 @pytest.fixture(scope="module")

@@ -9,23 +9,13 @@ import pytest
 
 import ppvision_hybrid as pvh
 from ppvision_hybrid.flops import count_macs, count_params
-from ppvision_hybrid.registry import get_model_spec
+from ppvision_hybrid.registry import get_model_spec, smallest_per_family
 from conftest import FULL
 
 ALL = pvh.list_models()
 
 
-def _smallest_per_family():
-    best = {}
-    for name in ALL:
-        spec = get_model_spec(name)
-        ref = spec.reference.get("params", float("inf"))
-        if spec.family not in best or ref < best[spec.family][1]:
-            best[spec.family] = (name, ref)
-    return sorted(n for n, _ in best.values())
-
-
-SMALL = ALL if FULL else _smallest_per_family()
+SMALL = ALL if FULL else smallest_per_family()
 _cache = {}
 
 
@@ -46,6 +36,9 @@ def _test_side(name):
 def test_registry_lists_every_family():
     assert set(pvh.list_families()) >= {"mixformer"}
     assert pvh.list_models("MixFormer_B*") == [f"MixFormer_B{i}" for i in range(7)]
+    # one variant per family, the one with the fewest reference parameters
+    assert smallest_per_family() == ["DualFormer_T", "FocalTransformer_T", "MAFormer_S",
+                                     "MixFormer_B0", "TransXNet_T"]
 
 
 def test_unknown_model_name_is_a_clear_error():

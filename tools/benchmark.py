@@ -225,13 +225,7 @@ def main(argv=None):
         if not names:
             raise SystemExit(f"no registered model matches {args.models}")
     else:
-        smallest = {}
-        for name in ppvision_hybrid.list_models():
-            spec = ppvision_hybrid.get_model_spec(name)
-            params = spec.reference.get("params", float("inf"))
-            if spec.family not in smallest or params < smallest[spec.family][1]:
-                smallest[spec.family] = (name, params)
-        names = sorted(n for n, _ in smallest.values())
+        names = ppvision_hybrid.registry.smallest_per_family()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if args.gpu:
         backends.append("paddle_gpu")
