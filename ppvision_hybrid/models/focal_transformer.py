@@ -243,14 +243,15 @@ class FocalAttention(nn.Layer):
         kv = paddle.gather(source, geo["keys"], axis=3).reshape([2, B, heads, n_windows, -1, hd])
 
         attn = paddle.matmul(q * self.scale, kv[0], transpose_y=True)  # [B, heads, nW, area, Nk]
-        # Paddle's CPU add is several times slower when it broadcasts over a middle axis than for
-        # equal shapes, and expand is a cheap copy: add the bias and the border mask at full shape.
+        # Paddle's CPU add (oneDNN's far more) is slow when only one operand broadcasts over a
+        # middle axis, and expand is a cheap copy. So the bias and the border mask are summed
+        # first (both operands broadcast, which is fast) and added to the scores once, at full
+        # shape: one pass over the largest tensor of the block instead of two.
         full = [B, heads, n_windows, area, attn.shape[-1]]
-        attn = attn + self.position_bias().unsqueeze(0).expand(full)
+        bias = self.position_bias().unsqueeze(0)  # [1, heads, 1, area, Nk]
         if geo["mask"] is not None:
-            if "mask_full" not in geo:  # shared by the blocks of a stage
-                geo["mask_full"] = geo["mask"].unsqueeze([0, 1]).expand(full)
-            attn = attn + geo["mask_full"]
+            bias = bias + geo["mask"].unsqueeze([0, 1])  # [1, heads, nW, area, Nk]
+        attn = attn + bias.expand(full)
         attn = self.attn_drop(F.softmax(attn, axis=-1))
         out = paddle.matmul(attn, kv[1]).reshape([B, heads, n_tokens, hd])
         out = paddle.gather(out, geo["unpart"], axis=2).transpose([0, 2, 1, 3]).reshape([B, -1, C])
@@ -283,9 +284,12 @@ class FocalTransformerBlock(nn.Layer):
         pool = self.pool_layers[0]
         pooled = paddle.matmul(pool.weight.T, y.reshape([B, -1, area, C])) + pool.bias
         pooled = pooled.reshape([B, geo["n_wh"], geo["n_ww"], C])
-        y = self.attn(y, pooled, geo).reshape([B, H, W, C])
-        x = x + self.drop_path(y)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        y = self.attn(y, pooled, geo)  # [B, H*W, C]
+        # The residual stream stays [B, H*W, C] here: Paddle Inference only runs the MLP's
+        # Linear layers (and their fused GELU) in oneDNN for 2-D/3-D inputs.
+        x = x.reshape([B, -1, C]) + self.drop_path(y)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x.reshape([B, H, W, C])
 
 
 class PatchEmbed(nn.Layer):
