@@ -103,13 +103,16 @@ def _stage_geometry(height, width, window, local_offsets, focal_window):
     symbolic under ``to_static``; everything here is built from ``paddle.arange``.
 
     Returns dict with
-      part: [Hp*Wp] padded-map position of each token in window order (window partition);
+      part: [Hp*Wp] raster position (row in ``[H*W, C]`` tokens) of each padded-map token in
+            window order (window partition); padding positions point at row H*W, where the
+            block appends a zero token -- the window padding without a pad op or 4-D reshapes;
+      padded: False when the map is known to need no padding (static sizes);
       keys: [nW * n_keys] position of every key of every window in the source
             ``concat(window-ordered tokens (Hp*Wp), zero-padded pooled map (Hq*Wq))``;
       mask: [nW, 1, n_keys] additive mask (-100 on zero-padded pooled tokens), None when
             the focal window is 1 (nothing is ever padded);
       unpart: [H*W] window-ordered position of each unpadded map token (reverse + crop);
-      pad_h, pad_w, n_wh, n_ww.
+      n_wh, n_ww.
     """
     if in_legacy_static_mode():  # Paddle 2.6 to_static: sizes are int32 Variables; index math is int64
         height, width = paddle.cast(height, "int64"), paddle.cast(width, "int64")
@@ -125,7 +128,9 @@ def _stage_geometry(height, width, window, local_offsets, focal_window):
     # window partition: token (r, c) of window (wi, wj) sits at (wi*ws + r, wj*ws + c)
     rows = wi.reshape([-1, 1, 1, 1]) * window + t.reshape([1, 1, -1, 1])
     cols = wj.reshape([1, -1, 1, 1]) * window + t.reshape([1, 1, 1, -1])
-    part = (rows * wp + cols).reshape([-1])
+    inside = ((rows < height) & (cols < width)).astype("int64")
+    part = (inside * (rows * width + cols) + (1 - inside) * (height * width)).reshape([-1])
+    padded = not (isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0)
 
     # fine keys: offsets around each window, wrapping at the padded map border (torch.roll)
     off = paddle.to_tensor(local_offsets)
@@ -154,8 +159,7 @@ def _stage_geometry(height, width, window, local_offsets, focal_window):
     w = paddle.arange(width, dtype="int64").reshape([1, -1])
     unpart = (((h // window) * n_ww + w // window) * area + (h % window) * window
               + w % window).reshape([-1])
-    return dict(part=part, keys=keys, mask=mask, unpart=unpart, pad_h=pad_h, pad_w=pad_w,
-                n_wh=n_wh, n_ww=n_ww)
+    return dict(part=part, padded=padded, keys=keys, mask=mask, unpart=unpart, n_wh=n_wh, n_ww=n_ww)
 
 
 def _materialize(t):
@@ -276,20 +280,19 @@ class FocalTransformerBlock(nn.Layer):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
     def forward(self, x, geo):
-        """x: [B, H, W, C]."""
-        B, H, W, C = x.shape
-        y = pad_nhwc(self.norm1(x), 0, geo["pad_w"], 0, geo["pad_h"])
-        y = paddle.gather(y.reshape([B, -1, C]), geo["part"], axis=1)  # [B, Np, C] window order
+        """x: [B, H*W, C] tokens in raster order (the stage keeps its stream 3-D: every reshape
+        is a copy in oneDNN, and Paddle Inference runs Linear+GELU in oneDNN only on 2-D/3-D)."""
+        B, _, C = x.shape
+        y = self.norm1(x)
+        if geo["padded"]:  # the window padding: one zero token that padded positions gather
+            y = paddle.concat([y, paddle.zeros_like(y[:, :1])], axis=1)
+        y = paddle.gather(y, geo["part"], axis=1)  # [B, Np, C] window order
         area = self.window * self.window
         pool = self.pool_layers[0]
         pooled = paddle.matmul(pool.weight.T, y.reshape([B, -1, area, C])) + pool.bias
         pooled = pooled.reshape([B, geo["n_wh"], geo["n_ww"], C])
-        y = self.attn(y, pooled, geo)  # [B, H*W, C]
-        # The residual stream stays [B, H*W, C] here: Paddle Inference only runs the MLP's
-        # Linear layers (and their fused GELU) in oneDNN for 2-D/3-D inputs.
-        x = x.reshape([B, -1, C]) + self.drop_path(y)
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x.reshape([B, H, W, C])
+        x = x + self.drop_path(self.attn(y, pooled, geo))  # attn returns [B, H*W, C]
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class PatchEmbed(nn.Layer):
@@ -327,7 +330,8 @@ class FocalStage(nn.Layer):
         self.downsample = downsample
 
     def forward(self, x):
-        height, width = x.shape[1], x.shape[2]
+        """x: [B, H, W, C] -> [B, H, W, C]."""
+        batch, height, width, channels = x.shape
         if paddle.in_dynamic_mode():
             # the indices depend on the map size only: build them once per size in dygraph
             key = (height, width, str(x.place))
@@ -340,9 +344,10 @@ class FocalStage(nn.Layer):
         else:
             geo = _stage_geometry(height, width, self.window, self.local_offsets,
                                   self.runtime_focal_window)
+        x = x.reshape([batch, -1, channels])
         for blk in self.blocks:
             x = blk(x, geo)
-        return x
+        return x.reshape([batch, height, width, channels])
 
 
 class FocalTransformer(HybridBackbone):

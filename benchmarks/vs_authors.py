@@ -1,0 +1,187 @@
+"""Batch-1 latency of our Paddle Inference predictor against the authors' released code, measured
+back to back on the same machine.
+
+The authors' code is never part of this repository: point ``--authors-path`` at your own checkout
+(for example a scratch clone of LMMMEng/TransXNet or microsoft/Focal-Transformer) and
+``--authors-python`` at an interpreter that can run it (a venv with torch for the PyTorch
+releases). Each contender runs in its own process -- PyTorch and Paddle in one process slow
+each other down through their OpenMP/MKL runtimes -- and the processes alternate for
+``--rounds`` rounds, so drifts in machine speed hit both sides alike. Reported: the median over
+rounds of each process's median latency, and the ratio ours / authors'.
+
+    python benchmarks/vs_authors.py --model TransXNet_T \\
+        --authors-python /tmp/tx/venv/bin/python --authors-path /tmp/tx:/tmp/tx/stubs \\
+        --authors-build official_transxnet:transxnet_t --threads 1 --rounds 5
+
+    python benchmarks/vs_authors.py --model FocalTransformer_T \\
+        --authors-python /tmp/focal/venv/bin/python --authors-path /tmp/focal \\
+        --authors-build focal_transformer_official:FocalTransformer \\
+        --authors-kwargs '{"embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24],
+                          "focal_levels": [2, 2, 2, 2], "focal_windows": [7, 5, 3, 1],
+                          "expand_sizes": [3, 3, 3, 3]}'
+
+    # the official MixFormer is Paddle code: timed in dygraph, as its users run it
+    python benchmarks/vs_authors.py --model MixFormer_B4 --authors-framework paddle \\
+        --authors-python python --authors-path /tmp/mixformer --authors-build official_mixformer:MixFormer_B4
+
+Not a timed test: numbers depend on the machine. Our output is checked against our dygraph model
+(relative error <= 1e-4) in every round before it is timed.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def _thread_env(threads):
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               FLAGS_paddle_num_threads=str(threads))
+    return env
+
+
+def _time_calls(run, warmup, repeats):
+    import time
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    return times[len(times) // 2], times[0]
+
+
+def child_authors(args):
+    """Runs in ``--authors-python``: build the authors' model from their checkout and time it."""
+    import importlib
+    import numpy as np
+    for path in reversed(args.authors_path.split(os.pathsep)):
+        sys.path.insert(0, path)
+    module_name, _, builder = args.authors_build.partition(":")
+    model = getattr(importlib.import_module(module_name), builder)(**json.loads(args.authors_kwargs))
+    x = np.random.RandomState(0).standard_normal((1, 3, args.image_size, args.image_size)).astype("float32")
+    if args.authors_framework == "torch":
+        import torch
+        torch.set_num_threads(args.threads)
+        model.eval()
+        xt = torch.from_numpy(x)
+
+        def run():
+            with torch.no_grad():
+                model(xt)
+    else:
+        import paddle
+        model.eval()
+        xp = paddle.to_tensor(x)
+
+        def run():
+            with paddle.no_grad():
+                model(xp)
+    median, best = _time_calls(run, args.warmup, args.repeats)
+    print(json.dumps(dict(side="authors", median_ms=median, min_ms=best)))
+
+
+def child_ours(args):
+    """Runs in this interpreter: time our exported model in the Paddle Inference predictor."""
+    import numpy as np
+    sys.path.insert(0, ROOT)
+    from ppvision_hybrid.inference import create_predictor
+    x = np.random.RandomState(0).standard_normal((1, 3, args.image_size, args.image_size)).astype("float32")
+    predictor = create_predictor(args.model_dir, enable_mkldnn=not args.no_onednn, cpu_threads=args.threads)
+    out = predictor(x)
+    expected = np.load(os.path.join(args.model_dir, "expected.npy"))
+    error = float(np.abs(out - expected).max() / np.abs(expected).max())
+    if error > 1e-4:
+        raise SystemExit(f"exported model differs from dygraph: relative error {error:.2e}")
+    median, best = _time_calls(lambda: predictor(x), args.warmup, args.repeats)
+    print(json.dumps(dict(side="ours", median_ms=median, min_ms=best, rel_error=error)))
+
+
+def export_ours(args):
+    import numpy as np
+    sys.path.insert(0, ROOT)
+    import paddle
+    import ppvision_hybrid
+    from ppvision_hybrid.export import export_inference_model
+    paddle.seed(0)
+    model = ppvision_hybrid.create_model(args.model)
+    model.eval()
+    export_inference_model(model, args.model_dir, image_shape=(3, args.image_size, args.image_size))
+    x = np.random.RandomState(0).standard_normal((1, 3, args.image_size, args.image_size)).astype("float32")
+    with paddle.no_grad():
+        np.save(os.path.join(args.model_dir, "expected.npy"), model(paddle.to_tensor(x)).numpy())
+
+
+def _run_child(python, side, args):
+    cmd = [python, os.path.abspath(__file__), "--child", side] + _forward_args(args)
+    done = subprocess.run(cmd, env=_thread_env(args.threads), capture_output=True, text=True)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{side} run failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def _forward_args(args):
+    out = ["--model", args.model, "--model-dir", args.model_dir, "--threads", str(args.threads),
+           "--image-size", str(args.image_size), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+           "--authors-path", args.authors_path, "--authors-build", args.authors_build,
+           "--authors-kwargs", args.authors_kwargs, "--authors-framework", args.authors_framework]
+    return out + (["--no-onednn"] if args.no_onednn else [])
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="our registered model name")
+    parser.add_argument("--authors-python", default=sys.executable)
+    parser.add_argument("--authors-path", default="", help=f"'{os.pathsep}'-separated import paths of the authors' code")
+    parser.add_argument("--authors-build", default="", help="module:callable building the authors' model")
+    parser.add_argument("--authors-kwargs", default="{}", help="JSON keyword arguments of that callable")
+    parser.add_argument("--authors-framework", choices=("torch", "paddle"), default="torch")
+    parser.add_argument("--model-dir", default=None, help="where to export ours (default: a temp dir)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=6, help="timed calls per process")
+    parser.add_argument("--no-onednn", action="store_true", help="time our predictor without oneDNN")
+    parser.add_argument("--child", choices=("authors", "ours"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child == "authors":
+        return child_authors(args)
+    if args.child == "ours":
+        return child_ours(args)
+    if not args.authors_build:
+        raise SystemExit("--authors-build module:callable is required (see the module docstring)")
+    with tempfile.TemporaryDirectory() as tmp:
+        args.model_dir = args.model_dir or os.path.join(tmp, args.model)
+        export_ours(args)
+        results = {"authors": [], "ours": []}
+        for r in range(args.rounds):
+            for side, python in (("authors", args.authors_python), ("ours", sys.executable)):
+                res = _run_child(python, side, args)
+                results[side].append(res["median_ms"])
+            print(f"round {r + 1}/{args.rounds}: authors {results['authors'][-1]:.1f} ms, "
+                  f"ours {results['ours'][-1]:.1f} ms", flush=True)
+
+    def median(values):
+        values = sorted(values)
+        return values[len(values) // 2]
+    authors, ours = median(results["authors"]), median(results["ours"])
+    backend = "Paddle Inference" + ("" if args.no_onednn else " + oneDNN")
+    print(f"| {args.model} | {args.authors_framework} ({args.authors_build}) | {authors:.1f} | {backend} | "
+          f"{ours:.1f} | {ours / authors:.2f} | {args.threads} |")
+    return dict(authors_ms=authors, ours_ms=ours, ratio=ours / authors, rounds=results)
+
+
+if __name__ == "__main__":
+    main()
