@@ -31,11 +31,9 @@ CASES = ((1, 224, 224), (1, 200, 328), (1, 224, 224), (2, 200, 328))
 
 #: families paddle2onnx 2.1.0 cannot convert today, with the reason: the tool must refuse
 #: loudly for them and never leave a file. Once a family converts, its test checks the numbers.
-ONNX_KNOWN_UNSUPPORTED = {
-    # dynamic H/W: "[OP: pd_op.pool2d] Adaptive only support static input shape"; a fixed
-    # 224x224 export converts but ONNX Runtime differs by 1.5e-3 (refused by verification).
-    "transxnet": "adaptive average pooling to KxK (IDConv)",
-}
+#: (TransXNet converts since IDConv's adaptive pooling is traced as matrix products and
+#: tools/export_onnx.py restores the GroupNorm epsilon paddle2onnx drops.)
+ONNX_KNOWN_UNSUPPORTED = {}
 
 
 MODELS = ppvision_hybrid.list_models() if FULL else smallest_per_family()
@@ -314,3 +312,32 @@ def test_predict_cls_config_and_overrides(tmp_path):
                                rtol=1e-5)
     with pytest.raises(FileNotFoundError):
         predict_cls.list_images(str(tmp_path / "missing"))
+
+
+def test_onnx_keeps_the_group_norm_epsilon(tmp_path):
+    """paddle2onnx 2.1.0 writes ~1e-38 for a Paddle 3.x group_norm epsilon (it reads the float64
+    attribute as float32); the converter must put the program's value back."""
+    pytest.importorskip("paddle2onnx")
+    import onnx
+    from tools.export_onnx import group_norm_epsilons, paddle_to_onnx_bytes
+
+    class Norms(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.a = paddle.nn.GroupNorm(1, 8, epsilon=1e-5)
+            self.b = paddle.nn.GroupNorm(2, 8, epsilon=1e-3)
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    model = Norms()
+    model.eval()
+    static = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec([None, 8, None, None], "float32", "x")],
+                                  full_graph=True)
+    paddle.jit.save(static, str(tmp_path / "inference"))
+    expected = [1e-5, 1e-3] if str(model_files(str(tmp_path))[0]).endswith(".json") else []
+    assert group_norm_epsilons(str(tmp_path)) == pytest.approx(expected)
+    graph = onnx.load_from_string(paddle_to_onnx_bytes(str(tmp_path))).graph
+    eps = [a.f for n in graph.node if n.op_type == "InstanceNormalization" for a in n.attribute if a.name == "epsilon"]
+    assert eps and all(e > 1e-30 for e in eps), eps
+    assert sorted(eps) == pytest.approx(sorted([1e-5, 1e-3]), rel=1e-6)

@@ -57,9 +57,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (DropPath, Mlp, init_weights_vit, kaiming_normal_fan_out_, pad_to_multiple,
-                      relative_position_index, trunc_normal_, window_partition, window_reverse,
-                      zeros_)
+from ..layers import (DropPath, Mlp, adaptive_pool_matrix, init_weights_vit, kaiming_normal_fan_out_,
+                      pad_to_multiple, relative_position_index, trunc_normal_, window_partition,
+                      window_reverse, zeros_)
 from ..registry import register_model
 from .base import HybridBackbone, build_model
 
@@ -77,17 +77,6 @@ _MASK_VALUE = -1e4
 # ----------------------------------------------------------------------------------------------
 # Resampling matrices (GLD): adaptive average pooling and bilinear resizing as matrices
 # ----------------------------------------------------------------------------------------------
-def _adaptive_pool_matrix(size, out):
-    """[out, size] rows averaging ``[floor(i*size/out), ceil((i+1)*size/out))`` (the
-    adaptive_avg_pool rule; for size < out cells are replicated). ``size`` may be symbolic."""
-    i = paddle.arange(out, dtype="int64")
-    start = (i * size) // out
-    end = ((i + 1) * size + out - 1) // out
-    pos = paddle.arange(size, dtype="int64")
-    m = ((pos.unsqueeze(0) >= start.unsqueeze(1)) & (pos.unsqueeze(0) < end.unsqueeze(1))).astype("float32")
-    return m / m.sum(axis=1, keepdim=True)
-
-
 def _bilinear_matrix(size, out):
     """[out, size] rows of ``interpolate(mode='bilinear', align_corners=False)`` along one axis
     (half-pixel centres, source coordinate clamped at 0, upper neighbour clamped at size-1)."""
@@ -108,8 +97,8 @@ def resample_matrices(height, width, grid, source_grid):
     Returns ``(rows, cols_pool, cols_pos)``: ``rows`` [source_grid + grid, H] stacks the pooling
     rows and the bilinear rows (one matmul serves both), ``cols_*`` act along W.
     """
-    rows = paddle.concat([_adaptive_pool_matrix(height, source_grid), _bilinear_matrix(height, grid)], axis=0)
-    return rows, _adaptive_pool_matrix(width, source_grid), _bilinear_matrix(width, grid)
+    rows = paddle.concat([adaptive_pool_matrix(height, source_grid), _bilinear_matrix(height, grid)], axis=0)
+    return rows, adaptive_pool_matrix(width, source_grid), _bilinear_matrix(width, grid)
 
 
 # ----------------------------------------------------------------------------------------------

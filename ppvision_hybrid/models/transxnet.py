@@ -22,6 +22,12 @@ shared/notes/reference_facts.md):
 Dense mode (``features_only=True``) mirrors the authors' ``fork_feat``: each returned stage
 passes through its own GroupNorm(1, C); any input size works (every conv rounds up).
 
+Saved graphs (``paddle.jit.to_static``) trace three pieces differently, with the same function
+(docs/deploy.md, docs/benchmarks.md): IDConv's per-sample depthwise conv as unfold + batched
+matmul (a conv with computed kernels cannot take a dynamic batch, and Paddle Inference's oneDNN
+conv would reuse the first call's kernel), its adaptive pooling as two matrix products (ONNX with
+dynamic sizes), and the layer scale as a depthwise 1x1 conv (faster in oneDNN).
+
 Parameter names differ from the official ones; :func:`convert_official_state_dict` maps every
 official key (registered as the family converter).
 """
@@ -32,7 +38,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import DropPath, ConvBN, ConvBNAct, trunc_normal_, zeros_, ones_
+from ..layers import DropPath, ConvBN, ConvBNAct, adaptive_avg_pool2d_matmul, trunc_normal_, zeros_, ones_
 from ..registry import register_model, register_converter
 from .base import HybridBackbone, build_model
 
@@ -143,7 +149,11 @@ class IDConv(nn.Layer):
     def dynamic_kernels(self, x):
         """Per-sample kernels ``[B, C, K, K]`` and biases ``[B, C]``."""
         k, g, c = self.kernel_size, self.num_groups, self.dim
-        attn = self.proj(F.adaptive_avg_pool2d(x, k)).reshape([0, g, c, k, k])
+        if paddle.in_dynamic_mode():
+            pooled = F.adaptive_avg_pool2d(x, k)
+        else:  # same average as matrix products: converts to ONNX with dynamic H/W
+            pooled = adaptive_avg_pool2d_matmul(x, k)
+        attn = self.proj(pooled).reshape([0, g, c, k, k])
         weight = (F.softmax(attn, axis=1) * self.weight.unsqueeze(0)).sum(axis=1)
         attn_b = self.proj(x.mean(axis=[2, 3], keepdim=True)).reshape([0, g, c])
         bias = (F.softmax(attn_b, axis=1) * self.bias.unsqueeze(0)).sum(axis=1)

@@ -1,0 +1,26 @@
+"""Resampling written as matrix products, for graphs with dynamic sizes.
+
+``F.adaptive_avg_pool2d`` to a fixed output size needs a static input size in paddle2onnx
+("Adaptive only support static input shape"); the same average as two small matrix products
+converts and runs anywhere, with the input size symbolic.
+"""
+import paddle
+
+
+def adaptive_pool_matrix(size, out):
+    """[out, size] rows averaging ``[floor(i*size/out), ceil((i+1)*size/out))`` (the
+    adaptive_avg_pool rule; for size < out cells are replicated). ``size`` may be symbolic."""
+    i = paddle.arange(out, dtype="int64")
+    start = (i * size) // out
+    end = ((i + 1) * size + out - 1) // out
+    pos = paddle.arange(size, dtype="int64")
+    m = ((pos.unsqueeze(0) >= start.unsqueeze(1)) & (pos.unsqueeze(0) < end.unsqueeze(1))).astype("float32")
+    return m / m.sum(axis=1, keepdim=True)
+
+
+def adaptive_avg_pool2d_matmul(x, out):
+    """``F.adaptive_avg_pool2d(x, out)`` of an NCHW tensor as ``rows @ x @ cols^T`` (equal up to
+    float summation order)."""
+    rows = adaptive_pool_matrix(x.shape[2], out)  # [out, H]
+    cols = adaptive_pool_matrix(x.shape[3], out)  # [out, W]
+    return paddle.matmul(paddle.matmul(rows, x), cols, transpose_y=True)

@@ -1,0 +1,34 @@
+"""Shared layers whose traced formulation must equal the native op."""
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+from paddle.static import InputSpec
+
+from ppvision_hybrid.layers import adaptive_avg_pool2d_matmul, adaptive_pool_matrix
+
+
+@pytest.mark.parametrize("hw", [(56, 56), (14, 9), (7, 7), (5, 3), (1, 2), (97, 131)])
+def test_adaptive_avg_pool_as_matrices_equals_the_op(hw):
+    x = paddle.randn([2, 3, *hw])
+    for out in (7, 1, 4):
+        np.testing.assert_allclose(adaptive_avg_pool2d_matmul(x, out).numpy(),
+                                   F.adaptive_avg_pool2d(x, out).numpy(), rtol=0, atol=1e-5)
+
+
+def test_adaptive_pool_matrix_rows_average_the_bins():
+    m = adaptive_pool_matrix(10, 4).numpy()  # bins [0,3) [2,5) [5,8) [7,10)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(m[1], [0, 0, 1 / 3, 1 / 3, 1 / 3, 0, 0, 0, 0, 0], rtol=1e-6)
+
+
+def test_adaptive_avg_pool_as_matrices_traces_with_dynamic_sizes():
+    class Pool(paddle.nn.Layer):
+        def forward(self, x):
+            return adaptive_avg_pool2d_matmul(x, 7)
+
+    static = paddle.jit.to_static(Pool(), input_spec=[InputSpec([None, 3, None, None], "float32", "x")],
+                                  full_graph=True)
+    for hw in [(30, 17), (7, 7)]:
+        x = paddle.randn([1, 3, *hw])
+        np.testing.assert_allclose(static(x).numpy(), F.adaptive_avg_pool2d(x, 7).numpy(), rtol=0, atol=1e-5)
