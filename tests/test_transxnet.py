@@ -199,17 +199,26 @@ def test_idconv_dynamic_batch_formulation_equals_grouped_conv():
 def test_exported_graph_with_fixed_batch_is_right_on_every_call(tmp_path):
     """Paddle Inference's oneDNN conv caches its kernel per shape, so a saved graph must never run
     IDConv as a conv with computed kernels (fixed batch included): a second call with new values
-    would reuse the first call's kernels. The LayerScale-as-conv of saved graphs is checked too."""
+    would reuse the first call's kernels. The other saved-graph formulations (layer scale as a
+    conv, BNs folded into 1x1 convs, pooling as matrices) are checked too, with non-trivial BN
+    statistics."""
     from paddle.static import InputSpec
     from ppvision_hybrid.inference import create_predictor
     paddle.seed(0)
     model = tx.TransXNet(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), num_heads=(1, 1, 2, 2),
                          num_groups=(2, 2, 2, 2), mlp_ratios=(2, 2, 2, 2), img_size=64, class_num=10,
                          layer_scale_init_value=0.5)
+    rng = np.random.RandomState(0)
+    for layer in model.sublayers():  # statistics that make the BN folding of saved graphs matter
+        if isinstance(layer, paddle.nn.BatchNorm2D):
+            c = layer._mean.shape[0]
+            layer._mean.set_value(rng.standard_normal(c).astype("float32"))
+            layer._variance.set_value((rng.rand(c) + 0.2).astype("float32"))
+            layer.weight.set_value((rng.rand(c) + 0.5).astype("float32"))
+            layer.bias.set_value(rng.standard_normal(c).astype("float32"))
     model.eval()
     static = paddle.jit.to_static(model, input_spec=[InputSpec([1, 3, 64, 64], "float32", "x")], full_graph=True)
     paddle.jit.save(static, str(tmp_path / "inference"))
-    rng = np.random.RandomState(0)
     predictor = create_predictor(str(tmp_path), enable_mkldnn=True, cpu_threads=1)
     for _ in range(3):
         x = rng.standard_normal((1, 3, 64, 64)).astype("float32")

@@ -22,11 +22,12 @@ shared/notes/reference_facts.md):
 Dense mode (``features_only=True``) mirrors the authors' ``fork_feat``: each returned stage
 passes through its own GroupNorm(1, C); any input size works (every conv rounds up).
 
-Saved graphs (``paddle.jit.to_static``) trace three pieces differently, with the same function
+Saved graphs (``paddle.jit.to_static``) trace four pieces differently, with the same function
 (docs/deploy.md, docs/benchmarks.md): IDConv's per-sample depthwise conv as unfold + batched
 matmul (a conv with computed kernels cannot take a dynamic batch, and Paddle Inference's oneDNN
 conv would reuse the first call's kernel), its adaptive pooling as two matrix products (ONNX with
-dynamic sizes), and the layer scale as a depthwise 1x1 conv (faster in oneDNN).
+dynamic sizes), the layer scale as a depthwise 1x1 conv, and, in eval mode, the BatchNorms that
+follow GELUs folded into the 1x1 convs after them (both faster in oneDNN).
 
 Parameter names differ from the official ones; :func:`convert_official_state_dict` maps every
 official key (registered as the family converter).
@@ -107,6 +108,20 @@ def resize_relative_position(pos, num_queries, num_keys):
     align_corners=False)`` in the authors' code (a resize of the flattened token plane)."""
     pos = _resize_axis_bicubic(pos, num_queries, axis=2)
     return _resize_axis_bicubic(pos, num_keys, axis=3)
+
+
+def _conv1x1_after_bn(conv, bn, x):
+    """``conv(bn(x))`` for a 1x1 conv after an eval-mode BatchNorm, with the BN folded into the
+    conv's weights (exact algebra: the BN is a per-channel affine map and a 1x1 conv has no
+    padding). Used in saved graphs only, where the BN's statistics are constants: a BN that
+    follows a GELU cannot fold into the conv before it, and each costs a oneDNN op."""
+    scale = bn.weight / paddle.sqrt(bn._variance + bn._epsilon)  # [C_in]
+    shift = bn.bias - bn._mean * scale
+    weight = conv.weight * scale.reshape([1, -1, 1, 1])
+    bias = paddle.matmul(conv.weight.squeeze([2, 3]), shift)
+    if conv.bias is not None:
+        bias = bias + conv.bias
+    return F.conv2d(x, weight, bias)
 
 
 class LayerScale(nn.Layer):
@@ -251,7 +266,12 @@ class DMixer(nn.Layer):
     def forward(self, x, relative_pos):
         x1, x2 = paddle.split(x, 2, axis=1)
         x = paddle.concat([self.local_unit(x1), self.global_unit(x2, relative_pos)], axis=1)
-        return self.proj(x) + x
+        if paddle.in_dynamic_mode() or self.training:
+            return self.proj(x) + x
+        p = self.proj  # saved graphs: the two BNs after GELUs folded into the 1x1 convs after them
+        y = p[1](p[0](x))
+        y = p[4](_conv1x1_after_bn(p[3], p[2], y))
+        return p[7](_conv1x1_after_bn(p[6], p[5], y)) + x
 
 
 class MultiScaleDWConv(nn.Layer):
@@ -283,8 +303,11 @@ class MSFFN(nn.Layer):
 
     def forward(self, x):
         x = self.fc1(x)
-        x = self.norm(self.act(self.dwconv(x) + x))
-        return self.fc2(x)
+        x = self.act(self.dwconv(x) + x)
+        if paddle.in_dynamic_mode() or self.training:
+            return self.fc2(self.norm(x))
+        # saved graphs: the BN after the GELU folded into fc2's 1x1 conv
+        return self.fc2[1](_conv1x1_after_bn(self.fc2[0], self.norm, x))
 
 
 class TransXNetBlock(nn.Layer):
