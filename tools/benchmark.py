@@ -93,8 +93,8 @@ def machine_description(env):
     return "\n".join(lines)
 
 
-def _median_ms(fn, warmup, repeats):
-    import numpy as np
+def time_calls(fn, warmup, repeats):
+    """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, sorted."""
     for _ in range(warmup):
         fn()
     times = []
@@ -102,7 +102,12 @@ def _median_ms(fn, warmup, repeats):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    return sorted(times)
+
+
+def _median_ms(fn, warmup, repeats):
+    import numpy as np
+    return float(np.median(time_calls(fn, warmup, repeats)))
 
 
 def _runners(name, backend, model, model_dir, onnx_file, threads, batch):

@@ -10,6 +10,8 @@ import paddle
 def adaptive_pool_matrix(size, out):
     """[out, size] rows averaging ``[floor(i*size/out), ceil((i+1)*size/out))`` (the
     adaptive_avg_pool rule; for size < out cells are replicated). ``size`` may be symbolic."""
+    if not isinstance(size, int):  # a traced size (int32 under Paddle 2.6); the index math is int64
+        size = paddle.cast(size, "int64")
     i = paddle.arange(out, dtype="int64")
     start = (i * size) // out
     end = ((i + 1) * size + out - 1) // out
