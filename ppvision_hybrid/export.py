@@ -29,10 +29,20 @@ def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_soft
     layer = _WithSoftmax(model) if with_softmax else model
     c, h, w = image_shape
     spec = [InputSpec([None, c, None if dynamic_hw else h, None if dynamic_hw else w], "float32", "x")]
-    static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
-    os.makedirs(save_dir, exist_ok=True)
-    prefix = os.path.join(save_dir, filename)
-    paddle.jit.save(static, prefix)
+    # to_static replaces the layer's forward in place; put the eager one back afterwards, so the
+    # caller's model stays an eager model (and tests compare the saved graph with real eager
+    # outputs, not with the traced program run again).
+    had_own_forward, own_forward = "forward" in layer.__dict__, layer.__dict__.get("forward")
+    try:
+        static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+        os.makedirs(save_dir, exist_ok=True)
+        prefix = os.path.join(save_dir, filename)
+        paddle.jit.save(static, prefix)
+    finally:
+        if had_own_forward:
+            layer.forward = own_forward
+        else:
+            layer.__dict__.pop("forward", None)
     return prefix
 
 

@@ -182,18 +182,20 @@ def test_relative_position_resize_equals_bicubic_interpolation():
     np.testing.assert_array_equal(tx.resize_relative_position(pos, 49, 16).numpy(), pos.numpy())
 
 
-def test_idconv_dynamic_batch_formulation_equals_grouped_conv():
-    layer = tx.IDConv(24, kernel_size=7, num_groups=3)
+@pytest.mark.parametrize("kernel_size", [7, 3])
+def test_idconv_dynamic_batch_formulation_equals_grouped_conv(kernel_size):
+    layer = tx.IDConv(24, kernel_size=kernel_size, num_groups=3)
     layer.eval()
     x = paddle.randn([2, 24, 13, 10])
     with paddle.no_grad():
         weight, bias = layer.dynamic_kernels(x)
         grouped = layer.conv_grouped(x, weight, bias).numpy()
-        unfolded = layer.conv_unfolded(x, weight, bias).numpy()
-        reference = np.stack([paddle.nn.functional.conv2d(x[i:i + 1], weight[i].unsqueeze(1), bias[i], padding=3,
+        separable = layer.conv_separable(x, weight, bias).numpy()
+        reference = np.stack([paddle.nn.functional.conv2d(x[i:i + 1], weight[i].unsqueeze(1), bias[i],
+                                                          padding=kernel_size // 2,
                                                           groups=24).numpy()[0] for i in range(2)])
     np.testing.assert_allclose(grouped, reference, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(unfolded, reference, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(separable, reference, rtol=0, atol=1e-5)
 
 
 def test_exported_graph_with_fixed_batch_is_right_on_every_call(tmp_path):
@@ -217,14 +219,14 @@ def test_exported_graph_with_fixed_batch_is_right_on_every_call(tmp_path):
             layer.weight.set_value((rng.rand(c) + 0.5).astype("float32"))
             layer.bias.set_value(rng.standard_normal(c).astype("float32"))
     model.eval()
+    inputs = [rng.standard_normal((1, 3, 64, 64)).astype("float32") for _ in range(3)]
+    with paddle.no_grad():  # eager outputs, before to_static replaces the forward
+        expected = [model(paddle.to_tensor(x)).numpy() for x in inputs]
     static = paddle.jit.to_static(model, input_spec=[InputSpec([1, 3, 64, 64], "float32", "x")], full_graph=True)
     paddle.jit.save(static, str(tmp_path / "inference"))
     predictor = create_predictor(str(tmp_path), enable_mkldnn=True, cpu_threads=1)
-    for _ in range(3):
-        x = rng.standard_normal((1, 3, 64, 64)).astype("float32")
-        with paddle.no_grad():
-            expected = model(paddle.to_tensor(x)).numpy()
-        np.testing.assert_allclose(predictor(x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    for x, y in zip(inputs, expected):
+        np.testing.assert_allclose(predictor(x), y, rtol=0, atol=1e-4 * np.abs(y).max())
 
 
 def test_default_drop_path_follows_the_paper():
