@@ -9,6 +9,7 @@ Preprocessing ops come from the YAML (``PreProcess.transform_ops``), the result 
 list with label names (``PostProcess.Topk``). Needs only paddle, numpy, opencv and PyYAML plus
 the exported files: the model code is never imported.
 """
+import zlib  # noqa: F401  -- before paddle: Paddle 2.6 crashes later zlib compression otherwise
 import argparse
 import glob
 import importlib.util
