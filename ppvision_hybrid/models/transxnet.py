@@ -25,9 +25,10 @@ passes through its own GroupNorm(1, C); any input size works (every conv rounds 
 Saved graphs (``paddle.jit.to_static``) trace four pieces differently, with the same function
 (docs/deploy.md, docs/benchmarks.md): IDConv's per-sample depthwise conv as static one-hot convs
 around a batched matmul (a conv with computed kernels cannot take a dynamic batch, and Paddle
-Inference's oneDNN conv would reuse the first call's kernel), its adaptive pooling as two matrix products (ONNX with
-dynamic sizes), the layer scale as a depthwise 1x1 conv, and, in eval mode, the BatchNorms that
-follow GELUs folded into the 1x1 convs after them (both faster in oneDNN).
+Inference's oneDNN conv would reuse the first call's kernel), its adaptive pooling as two
+matrix products (ONNX with dynamic sizes), the layer scale as a depthwise 1x1 conv, and, in eval
+mode, the BatchNorms that follow GELUs folded into the 1x1 convs after them (both faster in
+oneDNN).
 
 Parameter names differ from the official ones; :func:`convert_official_state_dict` maps every
 official key (registered as the family converter).
