@@ -14,6 +14,7 @@ names files whose complete temporaries are still on disk; :func:`load_resume_sta
 those renames (roll forward) before loading. A file that matches neither is reported as corrupt
 and nothing is loaded.
 """
+import contextlib
 import glob
 import hashlib
 import os
@@ -111,6 +112,20 @@ def _commit(pending):
         pass
 
 
+@contextlib.contextmanager
+def _staged_files():
+    """Collects ``(temp, final)`` pairs; commits them (:func:`_commit`) when the block ends
+    normally. Temp files that were not renamed into place (an error, an interrupt) are removed."""
+    pending = []
+    try:
+        yield pending
+        _commit(pending)
+    finally:
+        for tmp, _ in pending:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
 def save_checkpoint(prefix, model_state, opt_state, states, ema_state=None):
     """Write ``prefix.{pdparams,pdopt[,pdema],pdstates}`` atomically (see module doc)."""
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
@@ -118,8 +133,8 @@ def save_checkpoint(prefix, model_state, opt_state, states, ema_state=None):
     payloads = [(".pdparams", model_state), (".pdopt", opt_state)]
     if ema_state is not None:
         payloads.append((".pdema", ema_state))
-    pending, hashes = [], {}
-    try:
+    hashes = {}
+    with _staged_files() as pending:
         for suffix, obj in payloads:
             tmp = _tmp_name(prefix + suffix)
             paddle.save(obj, tmp)
@@ -134,21 +149,14 @@ def save_checkpoint(prefix, model_state, opt_state, states, ema_state=None):
             f.flush()
             os.fsync(f.fileno())
         pending.append((tmp, prefix + ".pdstates"))
-        _commit(pending)
-        pending = []
-    finally:
-        for tmp, _ in pending:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return prefix
 
 
 def copy_checkpoint(src_prefix, dst_prefix):
     """Publish an already written checkpoint under another name (``latest``, ``best_model``)
     with the same temp-then-rename discipline."""
-    pending = []
     _remove_stale_tmps(dst_prefix)
-    try:
+    with _staged_files() as pending:
         for suffix in SUFFIXES + (".pdstates",):
             src = src_prefix + suffix
             if not os.path.exists(src):
@@ -159,12 +167,6 @@ def copy_checkpoint(src_prefix, dst_prefix):
             shutil.copyfile(src, tmp)
             _fsync(tmp)
             pending.append((tmp, dst_prefix + suffix))
-        _commit(pending)
-        pending = []
-    finally:
-        for tmp, _ in pending:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return dst_prefix
 
 
