@@ -101,6 +101,8 @@ def create_config(model_path, use_gpu=False, gpu_id=0, gpu_mem_mb=1000, enable_m
         if not _paddle_has_cuda():
             raise RuntimeError("use_gpu=True but this Paddle build has no CUDA support "
                                "(install paddlepaddle-gpu)")
+        from .paddle_compat import check_gpu_kernels
+        check_gpu_kernels(gpu_id)  # a wheel without code for this GPU computes garbage, silently
         gpu_precision = {"fp16": inference.PrecisionType.Half}.get(precision, inference.PrecisionType.Float32)
         if use_tensorrt:
             config.enable_use_gpu(gpu_mem_mb, gpu_id)

@@ -27,3 +27,41 @@ def test_vs_authors_alternates_processes_and_reports_a_ratio(tmp_path, capsys):
 def test_vs_authors_needs_the_authors_model():
     with pytest.raises(SystemExit, match="--authors-build"):
         vs_authors.main(["--model", "MixFormer_B0"])
+
+
+def test_cpu_and_gpu_tables_are_separate_blocks(tmp_path):
+    """A GPU run (usually on another machine) must not overwrite the CPU table, nor the reverse."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import benchmark
+    report = tmp_path / "benchmarks.md"
+    report.write_text("# Benchmarks\n\nhand-written notes\n")
+    benchmark.write_report(str(report), "CPU TABLE 1")
+    benchmark.write_report(str(report), "GPU TABLE 1", (benchmark.GPU_BEGIN, benchmark.GPU_END))
+    benchmark.write_report(str(report), "CPU TABLE 2")
+    text = report.read_text()
+    assert "hand-written notes" in text and "CPU TABLE 2" in text and "GPU TABLE 1" in text
+    assert "CPU TABLE 1" not in text
+    benchmark.write_report(str(report), "GPU TABLE 2", (benchmark.GPU_BEGIN, benchmark.GPU_END))
+    text = report.read_text()
+    assert "GPU TABLE 2" in text and "GPU TABLE 1" not in text and "CPU TABLE 2" in text
+
+
+def test_gpu_backends_without_a_gpu_are_reported_not_fatal(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import benchmark
+    if benchmark_has_gpu():
+        pytest.skip("this machine has a GPU build of Paddle")
+    code = benchmark.main(["--models", "MixFormer_B0", "--image_size", "64", "--backends", "dygraph", "--gpu",
+                           "--warmup", "0", "--repeats", "1", "--repeats_batch", "1", "--batch", "2",
+                           "--output", str(tmp_path / "b.md")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "MixFormer_B0 dygraph_gpu: unavailable" in out and "MixFormer_B0 paddle_gpu: unavailable" in out
+    row = [line for line in (tmp_path / "b.md").read_text().splitlines() if line.startswith("| MixFormer_B0")][0]
+    assert row.count("n/a") == 4  # latency and throughput of the two GPU backends
+    assert "benchmark-gpu:begin" in (tmp_path / "b.md").read_text()
+
+
+def benchmark_has_gpu():
+    import paddle
+    return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0

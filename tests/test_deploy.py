@@ -37,6 +37,8 @@ ONNX_KNOWN_UNSUPPORTED = {}
 
 
 MODELS = ppvision_hybrid.list_models() if FULL else smallest_per_family()
+#: a CUDA build of Paddle with a GPU: the GPU predictor tests run (they skip elsewhere)
+GPU = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,8 @@ def exported(tmp_path_factory):
 
     def get(name):
         if name not in cache:
+            if GPU:  # references from the CPU, whatever the default device
+                paddle.set_device("cpu")
             paddle.seed(0)
             model = ppvision_hybrid.create_model(name)
             model.eval()
@@ -59,6 +63,8 @@ def exported(tmp_path_factory):
                     y = model(paddle.to_tensor(x)).numpy()
                 cases.append((x, y))
             del model
+            if GPU:
+                paddle.set_device("gpu:0")
             cache[name] = (model_dir, cases)
         return cache[name]
     return get
@@ -74,6 +80,57 @@ def test_paddle_inference_matches_dygraph(exported, name, onednn):
     errors = [relative_error(predictor(x), expected) for x, expected in cases]
     for (x, _), err in zip(cases, errors):
         assert err <= RTOL, f"{name} oneDNN={onednn} input {list(x.shape)}: relative error {err:.2e}"
+
+
+@pytest.fixture
+def exact_fp32_on_gpu():
+    """cuDNN / cuBLAS without TF32 (Paddle allows it by default; it rounds inputs to 10 bits):
+    the GPU predictor is then held to the CPU tolerance."""
+    flags = {"FLAGS_allow_tf32_cudnn": False, "FLAGS_allow_tf32_cublas": False}
+    saved = {}
+    for flag, value in flags.items():
+        try:
+            saved.update(paddle.get_flags([flag]))
+            paddle.set_flags({flag: value})
+        except ValueError:  # a build without the flag
+            pass
+    yield
+    paddle.set_flags(saved)
+
+
+@pytest.mark.skipif(not GPU, reason="needs a CUDA build of Paddle (paddlepaddle-gpu) and a GPU")
+@pytest.mark.parametrize("name", MODELS)
+def test_paddle_inference_on_gpu_matches_dygraph(exported, name, exact_fp32_on_gpu):
+    model_dir, cases = exported(name)
+    predictor = create_predictor(model_dir, use_gpu=True)
+    for x, expected in cases:
+        err = relative_error(predictor(x), expected)
+        assert err <= RTOL, f"{name} GPU input {list(x.shape)}: relative error {err:.2e}"
+
+
+def _tensorrt_available():
+    import ctypes
+    for lib in ("libnvinfer.so", "libnvinfer.so.8", "libnvinfer.so.10"):
+        try:
+            ctypes.CDLL(lib)
+            return GPU
+        except OSError:
+            pass
+    return False
+
+
+@pytest.mark.skipif(not _tensorrt_available(), reason="needs a GPU and TensorRT's libnvinfer")
+@pytest.mark.parametrize("name", MODELS)
+def test_tensorrt_matches_dygraph(exported, name):
+    model_dir, cases = exported(name)
+    shapes = [x.shape for x, _ in cases]
+    low = tuple(min(s[i] for s in shapes) for i in range(4))
+    high = tuple(max(s[i] for s in shapes) for i in range(4))
+    predictor = create_predictor(model_dir, use_gpu=True, use_tensorrt=True, precision="fp32",
+                                 max_batch_size=high[0], dynamic_shape=(low, high, high))
+    for x, expected in cases:
+        err = relative_error(predictor(x), expected)
+        assert err <= 1e-3, f"{name} TensorRT fp32 input {list(x.shape)}: relative error {err:.2e}"
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -22,13 +22,32 @@ def test_adaptive_pool_matrix_rows_average_the_bins():
     np.testing.assert_allclose(m[1], [0, 0, 1 / 3, 1 / 3, 1 / 3, 0, 0, 0, 0, 0], rtol=1e-6)
 
 
-def test_adaptive_avg_pool_as_matrices_traces_with_dynamic_sizes():
+def _pool_and_mean(x, out):
+    return F.adaptive_avg_pool2d(x, out).numpy(), x.mean(axis=[2, 3]).numpy()
+
+
+@pytest.mark.parametrize("hw", [(56, 56), (14, 9), (5, 3), (1, 2)])
+def test_adaptive_avg_pool_with_appended_mean(hw):
+    x = paddle.randn([2, 3, *hw])
+    got = adaptive_avg_pool2d_matmul(x, 7, append_mean=True).numpy()
+    pooled, mean = _pool_and_mean(x, 7)
+    assert got.shape == (2, 3, 8, 8)
+    np.testing.assert_allclose(got[:, :, :7, :7], pooled, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got[:, :, 7, 7], mean, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("append_mean", [False, True])
+def test_adaptive_avg_pool_as_matrices_traces_with_dynamic_sizes(append_mean):
     class Pool(paddle.nn.Layer):
         def forward(self, x):
-            return adaptive_avg_pool2d_matmul(x, 7)
+            return adaptive_avg_pool2d_matmul(x, 7, append_mean=append_mean)
 
     static = paddle.jit.to_static(Pool(), input_spec=[InputSpec([None, 3, None, None], "float32", "x")],
                                   full_graph=True)
     for hw in [(30, 17), (7, 7)]:
         x = paddle.randn([1, 3, *hw])
-        np.testing.assert_allclose(static(x).numpy(), F.adaptive_avg_pool2d(x, 7).numpy(), rtol=0, atol=1e-5)
+        got = static(x).numpy()
+        pooled, mean = _pool_and_mean(x, 7)
+        np.testing.assert_allclose(got[:, :, :7, :7], pooled, rtol=0, atol=1e-5)
+        if append_mean:
+            np.testing.assert_allclose(got[:, :, 7, 7], mean, rtol=0, atol=1e-5)

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 import pytest
 
 import ppvision_hybrid as pvh
@@ -183,19 +184,35 @@ def test_relative_position_resize_equals_bicubic_interpolation():
 
 
 @pytest.mark.parametrize("kernel_size", [7, 3])
-def test_idconv_dynamic_batch_formulation_equals_grouped_conv(kernel_size):
+def test_idconv_saved_graph_formulation_equals_grouped_conv(kernel_size):
     layer = tx.IDConv(24, kernel_size=kernel_size, num_groups=3)
     layer.eval()
     x = paddle.randn([2, 24, 13, 10])
     with paddle.no_grad():
         weight, bias = layer.dynamic_kernels(x)
         grouped = layer.conv_grouped(x, weight, bias).numpy()
-        separable = layer.conv_separable(x, weight, bias).numpy()
+        separable = layer.conv_separable(x, layer.dynamic_mixer(x)).numpy()  # the saved-graph path
         reference = np.stack([paddle.nn.functional.conv2d(x[i:i + 1], weight[i].unsqueeze(1), bias[i],
                                                           padding=kernel_size // 2,
                                                           groups=24).numpy()[0] for i in range(2)])
     np.testing.assert_allclose(grouped, reference, rtol=0, atol=1e-5)
     np.testing.assert_allclose(separable, reference, rtol=0, atol=1e-5)
+
+
+def test_multi_scale_dwconv_merged_kernel_equals_the_split_convs():
+    layer = tx.MultiScaleDWConv(22)  # 22 channels: the first split takes the remainder (7, 5, 5, 5)
+    for conv in layer.proj:
+        conv.bias.set_value(paddle.randn(conv.bias.shape))
+    x = paddle.randn([2, 22, 9, 6])
+    with paddle.no_grad():
+        ref = layer(x).numpy()
+        weight, bias = layer.merged_kernel()
+        got = F.conv2d(x, weight, bias, padding=3, groups=22).numpy()
+        weight, bias = layer.merged_kernel(with_identity=True)
+        got_residual = F.conv2d(x, weight, bias, padding=3, groups=22).numpy()
+    assert tuple(weight.shape) == (22, 1, 7, 7)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got_residual, ref + x.numpy(), rtol=0, atol=1e-5)
 
 
 def test_exported_graph_with_fixed_batch_is_right_on_every_call(tmp_path):

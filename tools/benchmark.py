@@ -6,8 +6,10 @@
     python tools/benchmark.py --gpu --trt                    # adds GPU / TensorRT columns
 
 Backends: ``dygraph`` (eager Paddle), ``paddle_onednn`` / ``paddle_native`` (Paddle Inference
-on CPU with oneDNN on / off), ``onnxruntime`` (CPU), and with ``--gpu`` ``paddle_gpu`` plus,
-with ``--trt``, ``paddle_trt_fp32`` / ``paddle_trt_fp16``. For each: median latency at batch 1
+on CPU with oneDNN on / off), ``onnxruntime`` (CPU), and with ``--gpu`` ``dygraph_gpu`` and
+``paddle_gpu`` plus, with ``--trt``, ``paddle_trt_fp32`` / ``paddle_trt_fp16``; ``dygraph`` stays on
+the CPU on a CUDA build too. A ``--gpu`` run writes its own block of docs/benchmarks.md, so CPU
+and GPU tables (usually from different machines) are regenerated independently. For each: median latency at batch 1
 (ms) and throughput at ``--batch`` (images/s), after warm-up. Every backend's output is first
 compared with dygraph; a backend that fails or differs by more than 1e-3 shows "n/a". Each model is exported once
 (dynamic batch, fixed ``--image_size``) into a temporary folder.
@@ -18,6 +20,7 @@ Environment set before Paddle loads unless already set (stated in the output):
 library uses one thread by default).
 """
 import argparse
+import copy
 import datetime
 import os
 import platform
@@ -28,6 +31,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
+GPU_BEGIN, GPU_END = "<!-- benchmark-gpu:begin -->", "<!-- benchmark-gpu:end -->"
 CPU_BACKENDS = ("dygraph", "paddle_onednn", "paddle_native", "onnxruntime")
 
 
@@ -114,10 +118,17 @@ def _runners(name, backend, model, model_dir, onnx_file, threads, batch):
     """A callable running one batch for ``backend`` (None when unavailable)."""
     import paddle
     from ppvision_hybrid.inference import create_predictor
-    if backend == "dygraph":
+    if backend in ("dygraph", "dygraph_gpu"):
+        place = paddle.CPUPlace()
+        if backend == "dygraph_gpu":
+            if not paddle.device.is_compiled_with_cuda():
+                raise RuntimeError("this Paddle build has no CUDA support")
+            place = paddle.CUDAPlace(0)
+            model = copy.deepcopy(model).to(device="gpu:0")
+
         def run(x):
             with paddle.no_grad():
-                return model(paddle.to_tensor(x)).numpy()
+                return model(paddle.to_tensor(x, place=place)).numpy()  # .numpy() waits for the GPU
         return run
     if backend in ("paddle_onednn", "paddle_native"):
         return create_predictor(model_dir, enable_mkldnn=backend == "paddle_onednn", cpu_threads=threads)
@@ -142,6 +153,8 @@ def benchmark_model(name, backends, args, log=print):
     import ppvision_hybrid
     from ppvision_hybrid.export import export_inference_model
     size = args.image_size
+    if paddle.device.is_compiled_with_cuda():
+        paddle.set_device("cpu")  # the reference and "dygraph" run on the CPU; dygraph_gpu copies the model
     paddle.seed(0)
     model = ppvision_hybrid.create_model(name)
     model.eval()
@@ -204,12 +217,13 @@ def markdown_table(rows, backends, batch):
     return "\n".join(lines)
 
 
-def write_report(path, block):
-    """Replace the generated block of ``path`` (between markers), keeping hand-written text."""
+def write_report(path, block, markers=(BEGIN, END)):
+    """Replace the generated block of ``path`` between ``markers``, keeping everything else."""
+    begin, end = markers
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
-    generated = f"{BEGIN}\n{block}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + generated + text[text.index(END) + len(END):]
+    generated = f"{begin}\n{block}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + generated + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + generated + "\n"
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -233,7 +247,7 @@ def main(argv=None):
         names = ppvision_hybrid.registry.smallest_per_family()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if args.gpu:
-        backends.append("paddle_gpu")
+        backends += ["dygraph_gpu", "paddle_gpu"]
         if args.trt:
             backends += ["paddle_trt_fp32", "paddle_trt_fp16"]
     description = machine_description(env)
@@ -246,7 +260,7 @@ def main(argv=None):
              f"{description}\n\n{table}")
     print(table)
     if not args.no_write:
-        write_report(args.output, block)
+        write_report(args.output, block, (GPU_BEGIN, GPU_END) if args.gpu else (BEGIN, END))
         print(f"written to {args.output}")
     return 0
 

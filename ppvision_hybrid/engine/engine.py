@@ -22,6 +22,7 @@ from ..data.transforms import apply_transforms
 from ..losses import build_loss
 from ..metrics import build_metrics
 from ..optim import build_optimizer
+from ..paddle_compat import check_gpu_kernels
 from ..registry import create_model
 from ..weights import load_checkpoint_file, load_state_dict_checked
 from .checkpoint import (copy_checkpoint, load_resume_states, optimizer_state_to_structured,
@@ -198,6 +199,7 @@ class Engine:
             print(f"[ppvision_hybrid] WARNING {msg}")
             device = "cpu"
         if device == "gpu":
+            check_gpu_kernels(dist.ParallelEnv().dev_id)  # a wheel without code for this GPU computes garbage
             paddle.set_device(f"gpu:{dist.ParallelEnv().dev_id}")
         else:
             paddle.set_device("cpu")

@@ -20,9 +20,21 @@ def adaptive_pool_matrix(size, out):
     return m / m.sum(axis=1, keepdim=True)
 
 
-def adaptive_avg_pool2d_matmul(x, out):
+def _mean_row(matrix):
+    """A ``[1, size]`` row of ``1 / size`` for a ``[rows, size]`` matrix (size may be traced)."""
+    size = matrix.shape[1]
+    if not (isinstance(size, int) and size > 0):
+        size = paddle.shape(matrix)[1].astype(matrix.dtype)
+    return paddle.full_like(matrix[:1], 1.0) / size
+
+
+def adaptive_avg_pool2d_matmul(x, out, append_mean=False):
     """``F.adaptive_avg_pool2d(x, out)`` of an NCHW tensor as ``rows @ x @ cols^T`` (equal up to
-    float summation order)."""
+    float summation order). With ``append_mean`` each matrix gets one more row averaging the
+    whole axis, so the result is ``[N, C, out + 1, out + 1]`` with the global mean at
+    ``[..., out, out]`` (two results for the price of one)."""
     rows = adaptive_pool_matrix(x.shape[2], out)  # [out, H]
     cols = adaptive_pool_matrix(x.shape[3], out)  # [out, W]
+    if append_mean:
+        rows, cols = [paddle.concat([m, _mean_row(m)]) for m in (rows, cols)]
     return paddle.matmul(paddle.matmul(rows, x), cols, transpose_y=True)

@@ -111,18 +111,51 @@ def resize_relative_position(pos, num_queries, num_keys):
     return _resize_axis_bicubic(pos, num_keys, axis=3)
 
 
-def _conv1x1_after_bn(conv, bn, x):
-    """``conv(bn(x))`` for a 1x1 conv after an eval-mode BatchNorm, with the BN folded into the
-    conv's weights (exact algebra: the BN is a per-channel affine map and a 1x1 conv has no
-    padding). Used in saved graphs only, where the BN's statistics are constants: a BN that
-    follows a GELU cannot fold into the conv before it, and each costs a oneDNN op."""
-    scale = bn.weight / paddle.sqrt(bn._variance + bn._epsilon)  # [C_in]
-    shift = bn.bias - bn._mean * scale
-    weight = conv.weight * scale.reshape([1, -1, 1, 1])
-    bias = paddle.matmul(conv.weight.squeeze([2, 3]), shift)
-    if conv.bias is not None:
-        bias = bias + conv.bias
+def _bn_affine(bn):
+    """An eval-mode BatchNorm as a per-channel ``(scale, shift)``."""
+    scale = bn.weight / paddle.sqrt(bn._variance + bn._epsilon)
+    return scale, bn.bias - bn._mean * scale
+
+
+def _folded_conv1x1(conv, x, bn_before=None, affine_after=()):
+    """``conv`` (1x1) after an eval-mode BatchNorm ``bn_before`` and followed by per-channel
+    affine maps ``affine_after`` (``(scale, shift)`` pairs), all folded into one conv's weights
+    (exact algebra: a 1x1 conv has no padding). Saved graphs only, where these are constants:
+    a BN that follows a GELU cannot fold into the conv before it, and each map costs an op."""
+    weight, bias = conv.weight, conv.bias
+    if bn_before is not None:
+        scale, shift = _bn_affine(bn_before)
+        shifted = paddle.matmul(weight.squeeze([2, 3]), shift)
+        weight = weight * scale.reshape([1, -1, 1, 1])
+        bias = shifted if bias is None else bias + shifted
+    for scale, shift in affine_after:
+        weight = weight * scale.reshape([-1, 1, 1, 1])
+        bias = shift if bias is None else bias * scale + shift
     return F.conv2d(x, weight, bias)
+
+
+def _embed_kernel(kernel, size, offset):
+    """``kernel`` (``[..., k, k]``) placed at ``[offset:offset + k]`` on both axes of a zero
+    ``[..., size, size]``, by concatenating zeros: the same as zero padding, without ``pad3d``
+    (paddle2onnx 2.1.0 converted ``pad3d`` of constant weights into random garbage, measured)
+    and without broadcasting (Paddle Inference 3.3.1 folded a broadcast sum of constant
+    kernels to the wrong shape, measured)."""
+    *lead, k, _ = kernel.shape
+    after = size - offset - k
+
+    def zeros(rows, cols):
+        return paddle.zeros(lead + [rows, cols], kernel.dtype)
+    wide = paddle.concat(([zeros(k, offset)] if offset else []) + [kernel] + ([zeros(k, after)] if after else []),
+                         axis=-1)
+    return paddle.concat(([zeros(offset, size)] if offset else []) + [wide] + ([zeros(after, size)] if after else []),
+                         axis=-2)
+
+
+def _batch_norm_as_conv(bn, x):
+    """An eval-mode BatchNorm as a depthwise 1x1 conv (the same per-channel affine map): oneDNN
+    runs it several times faster than its batch_norm kernel. Saved graphs only."""
+    scale, shift = _bn_affine(bn)
+    return F.conv2d(x, scale.reshape([-1, 1, 1, 1]), bias=shift, groups=x.shape[1])
 
 
 class LayerScale(nn.Layer):
@@ -176,14 +209,31 @@ class IDConv(nn.Layer):
         return weight, bias
 
     def forward(self, x):
-        weight, bias = self.dynamic_kernels(x)
         if paddle.in_dynamic_mode():
+            weight, bias = self.dynamic_kernels(x)
             return self.conv_grouped(x, weight, bias)
         # Never a conv with computed kernels in a saved graph, even with a fixed batch: Paddle
         # Inference's oneDNN conv caches its kernel per shape and silently reuses the first
         # call's kernel on every later call (measured on 3.3.1). A dynamic batch rules out the
         # grouped conv anyway (conv groups are a constant).
-        return self.conv_separable(x, weight, bias)
+        return self.conv_separable(x, self.dynamic_mixer(x))
+
+    def dynamic_mixer(self, x):
+        """Saved graphs: :meth:`dynamic_kernels` in fewer ops, laid out for :meth:`conv_separable`
+        as ``[B*C, K, K+1]``: each sample's KxK kernel with its bias as an extra column at the
+        middle row. One pooling gives the KxK bins and the global mean (at ``[K, K]`` of a
+        ``(K+1)x(K+1)`` map); the 1x1 convs of ``proj`` act per pixel, so one pass serves both;
+        one softmax over the groups and one product with a table holding the static kernels at
+        ``[:K, :K]`` and the static biases at ``[K, K]`` mix kernels and biases together."""
+        k, g, c = self.kernel_size, self.num_groups, self.dim
+        attn = self.proj(adaptive_avg_pool2d_matmul(x, k, append_mean=True)).reshape([0, g, c, k + 1, k + 1])
+        table = _embed_kernel(self.weight, k + 1, 0) + _embed_kernel(self.bias.reshape([g, c, 1, 1]), k + 1, k)
+        mixed = (F.softmax(attn, axis=1) * table.unsqueeze(0)).sum(axis=1)          # [B, C, K+1, K+1]
+        # rows 0..K-1 of the mixer: the kernel row, then the bias at the middle row (else a zero)
+        index = [[r * (k + 1) + col for col in range(k)] + [k * (k + 1) + k if r == k // 2 else r * (k + 1) + k]
+                 for r in range(k)]
+        index = paddle.to_tensor(np.array(index, dtype="int64").reshape([-1]))
+        return paddle.index_select(mixed.reshape([-1, (k + 1) ** 2]), index, axis=1).reshape([-1, k, k + 1])
 
     def conv_grouped(self, x, weight, bias):
         """Eager mode: one grouped conv over the batch folded into channels -- the authors'
@@ -193,21 +243,25 @@ class IDConv(nn.Layer):
                        bias=bias.reshape([-1]), padding=k // 2, groups=b * c)
         return out.reshape([b, c, 0, 0])
 
-    def conv_separable(self, x, weight, bias):
+    def conv_separable(self, x, mixer):
         """Saved graphs: the same per-sample depthwise KxK conv with only static conv kernels
         (oneDNN caches conv kernels, so a computed one must not reach a conv) and the per-sample
         part as a batched matmul. Each channel is its own 1-channel image: a one-hot 1xK conv
         lays out its K horizontal neighbours as K channels, the KxK per-sample kernel mixes them
         (row i of the kernel gives output channel i), and a one-hot Kx1 conv adds output channel
         i from i rows away. 3x the multiply-adds of the conv, 7x (not 49x, as unfold) its
-        memory, and every step multi-threaded in oneDNN."""
+        memory, and every step multi-threaded in oneDNN. ``mixer`` is :meth:`dynamic_mixer`'s
+        ``[B*C, K, K+1]``: a static channel of ones after the K shifted copies carries the bias
+        through the matmul into the middle row, which the Kx1 conv adds unshifted."""
         c, k = self.dim, self.kernel_size
         h, w = x.shape[2], x.shape[3]
         eye = paddle.eye(k, dtype=x.dtype)
-        rows = F.conv2d(x.reshape([-1, 1, h, w]), eye.reshape([k, 1, 1, k]), padding=[0, k // 2])  # [B*C, K, H, W]
-        mixed = paddle.matmul(weight.reshape([-1, k, k]), rows.reshape([0, k, -1]))              # [B*C, K, H*W]
+        ones_channel = paddle.concat([paddle.zeros([k], x.dtype), paddle.ones([1], x.dtype)])  # conv bias
+        row_kernel = paddle.concat([eye, paddle.zeros([1, k], x.dtype)]).reshape([k + 1, 1, 1, k])
+        rows = F.conv2d(x.reshape([-1, 1, h, w]), row_kernel, bias=ones_channel, padding=[0, k // 2])  # [B*C, K+1, H, W]
+        mixed = paddle.matmul(mixer, rows.reshape([0, k + 1, -1]))                                    # [B*C, K, H*W]
         out = F.conv2d(mixed.reshape([-1, k, h, w]), eye.reshape([1, k, k, 1]), padding=[k // 2, 0])
-        return out.reshape([-1, c, h, w]) + bias.unsqueeze(-1).unsqueeze(-1)
+        return out.reshape([-1, c, h, w])
 
 
 class OSRA(nn.Layer):
@@ -236,13 +290,18 @@ class OSRA(nn.Layer):
     def forward(self, x, relative_pos):
         h, w = x.shape[2], x.shape[3]
         nh, d = self.num_heads, self.head_dim
-        q = self.q(x).reshape([0, nh, d, -1])                       # [B, h, d, N]
+        eager = paddle.in_dynamic_mode()
+        if eager:
+            q = self.q(x)
+        else:  # saved graphs: the attention scale folded into q's constant weights, one op less
+            q = F.conv2d(x, self.q.weight * self.scale, self.q.bias * self.scale)
+        q = q.reshape([0, nh, d, -1])                               # [B, h, d, N]
         kv = self.sr(x)
-        kv = self.kv(self.local_conv(kv) + kv)
-        k, v = paddle.split(kv.reshape([0, 2, nh, d, -1]), 2, axis=1)
-        k = k.squeeze(1)                                            # [B, h, d, Nk]
-        v = v.squeeze(1)
-        attn = paddle.matmul(q, k, transpose_x=True) * self.scale   # [B, h, N, Nk]
+        kv = self.kv(self.local_conv(kv) + kv).reshape([0, 2, nh, d, -1])
+        k, v = kv[:, 0], kv[:, 1]                                   # [B, h, d, Nk]
+        attn = paddle.matmul(q, k, transpose_x=True)                # [B, h, N, Nk]
+        if eager:
+            attn = attn * self.scale
         if relative_pos is not None:  # already resized to [1, heads, N, Nk] by the stage
             attn = attn + relative_pos
         attn = F.softmax(attn, axis=-1)
@@ -276,8 +335,8 @@ class DMixer(nn.Layer):
             return self.proj(x) + x
         p = self.proj  # saved graphs: the two BNs after GELUs folded into the 1x1 convs after them
         y = p[1](p[0](x))
-        y = p[4](_conv1x1_after_bn(p[3], p[2], y))
-        return p[7](_conv1x1_after_bn(p[6], p[5], y)) + x
+        y = p[4](_folded_conv1x1(p[3], y, bn_before=p[2]))
+        return _folded_conv1x1(p[6], y, bn_before=p[5], affine_after=[_bn_affine(p[7])]) + x
 
 
 class MultiScaleDWConv(nn.Layer):
@@ -295,6 +354,19 @@ class MultiScaleDWConv(nn.Layer):
         parts = paddle.split(x, self.channels, axis=1)
         return paddle.concat([conv(p) for conv, p in zip(self.proj, parts)], axis=1)
 
+    @paddle.jit.not_to_static  # plain Python loops over layers; no tensor-dependent control flow
+    def merged_kernel(self, with_identity=False):
+        """One depthwise kernel (and bias) for all channels: each split's kernel zero-padded to the
+        largest size, plus, with ``with_identity``, 1 at the centre (``conv(x) + x``). The same
+        function as :meth:`forward`; saved graphs use it to run one conv instead of a split,
+        four convs and a concat."""
+        size = max(conv._kernel_size[0] for conv in self.proj)
+        weight = paddle.concat([_embed_kernel(conv.weight, size, (size - conv._kernel_size[0]) // 2)
+                                for conv in self.proj])
+        if with_identity:
+            weight = weight + _embed_kernel(paddle.ones([weight.shape[0], 1, 1, 1], weight.dtype), size, size // 2)
+        return weight, paddle.concat([conv.bias for conv in self.proj])
+
 
 class MSFFN(nn.Layer):
     """Multi-scale feed-forward network (Sec. III-B, Fig. 5c)."""
@@ -307,13 +379,24 @@ class MSFFN(nn.Layer):
         self.norm = nn.BatchNorm2D(hidden)
         self.fc2 = nn.Sequential(nn.Conv2D(hidden, dim, 1, bias_attr=False), nn.BatchNorm2D(dim))
 
-    def forward(self, x):
-        x = self.fc1(x)
-        x = self.act(self.dwconv(x) + x)
+    def forward(self, x, layer_scale=None):
+        """``layer_scale`` (the block's, optional) is applied to the output."""
         if paddle.in_dynamic_mode() or self.training:
-            return self.fc2(self.norm(x))
-        # saved graphs: the BN after the GELU folded into fc2's 1x1 conv
-        return self.fc2[1](_conv1x1_after_bn(self.fc2[0], self.norm, x))
+            x = self.fc1(x)
+            x = self.act(self.dwconv(x) + x)
+            x = self.fc2(self.norm(x))
+            return x if layer_scale is None else layer_scale(x)
+        # Saved graphs, eval: the same function in fewer oneDNN ops. fc1's BN (after a GELU, so
+        # it cannot fold into fc1) runs as a depthwise 1x1 conv; the multi-scale convs and their
+        # residual are one depthwise conv (GELU fused); the BN after that GELU, fc2's BN and the
+        # layer scale fold into fc2's conv.
+        x = _batch_norm_as_conv(self.fc1[2], self.fc1[1](self.fc1[0](x)))
+        weight, bias = self.dwconv.merged_kernel(with_identity=True)
+        x = self.act(F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1]))
+        after = [_bn_affine(self.fc2[1])]
+        if layer_scale is not None:
+            after.append((layer_scale.weight.reshape([-1]), layer_scale.bias.reshape([-1])))
+        return _folded_conv1x1(self.fc2[0], x, bn_before=self.norm, affine_after=after)
 
 
 class TransXNetBlock(nn.Layer):
@@ -335,8 +418,9 @@ class TransXNetBlock(nn.Layer):
     def forward(self, x, relative_pos):
         x = x + self.pos_embed(x)
         x = x + self.drop_path(self.layer_scale_1(self.token_mixer(self.norm1(x), relative_pos)))
-        x = x + self.drop_path(self.layer_scale_2(self.mlp(self.norm2(x))))
-        return x
+        if paddle.in_dynamic_mode() or self.training:
+            return x + self.drop_path(self.layer_scale_2(self.mlp(self.norm2(x))))
+        return x + self.mlp(self.norm2(x), layer_scale=self.layer_scale_2)  # saved graphs: folded
 
 
 class TransXNet(HybridBackbone):
