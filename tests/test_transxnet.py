@@ -183,9 +183,10 @@ def test_relative_position_resize_equals_bicubic_interpolation():
     np.testing.assert_array_equal(tx.resize_relative_position(pos, 49, 16).numpy(), pos.numpy())
 
 
-@pytest.mark.parametrize("kernel_size", [7, 3])
-def test_idconv_saved_graph_formulation_equals_grouped_conv(kernel_size):
-    layer = tx.IDConv(24, kernel_size=kernel_size, num_groups=3)
+@pytest.mark.parametrize("kernel_size,num_groups", [(7, 2), (7, 3), (3, 2), (5, 4)])
+def test_idconv_saved_graph_formulation_equals_grouped_conv(kernel_size, num_groups):
+    """Two groups take the sigmoid path of ``dynamic_mixer``, more groups the softmax path."""
+    layer = tx.IDConv(24, kernel_size=kernel_size, num_groups=num_groups)
     layer.eval()
     x = paddle.randn([2, 24, 13, 10])
     with paddle.no_grad():

@@ -219,21 +219,26 @@ class IDConv(nn.Layer):
         return self.conv_separable(x, self.dynamic_mixer(x))
 
     def dynamic_mixer(self, x):
-        """Saved graphs: :meth:`dynamic_kernels` in fewer ops, laid out for :meth:`conv_separable`
-        as ``[B*C, K, K+1]``: each sample's KxK kernel with its bias as an extra column at the
-        middle row. One pooling gives the KxK bins and the global mean (at ``[K, K]`` of a
-        ``(K+1)x(K+1)`` map); the 1x1 convs of ``proj`` act per pixel, so one pass serves both;
-        one softmax over the groups and one product with a table holding the static kernels at
-        ``[:K, :K]`` and the static biases at ``[K, K]`` mix kernels and biases together."""
+        """Saved graphs: :meth:`dynamic_kernels` in fewer ops, as one ``[B*C, K+1, K+1]`` matrix
+        per sample and channel: the KxK kernel at ``[:K, :K]``, the bias at ``[K, K]``, zeros
+        elsewhere (the layout :meth:`conv_separable` takes). One pooling gives the KxK bins and
+        the global mean (at ``[K, K]`` of a ``(K+1)x(K+1)`` map); the 1x1 convs of ``proj`` act
+        per pixel, so one pass serves both; one softmax over the groups and one product with a
+        table holding the static kernels and biases at those places mix both together. With
+        two groups the softmax is a sigmoid of the logits' difference, which the second 1x1 conv
+        computes directly (its weight difference is a constant): ``T1 + sigmoid(a0 - a1) *
+        (T0 - T1)``."""
         k, g, c = self.kernel_size, self.num_groups, self.dim
-        attn = self.proj(adaptive_avg_pool2d_matmul(x, k, append_mean=True)).reshape([0, g, c, k + 1, k + 1])
+        hidden = self.proj[0](adaptive_avg_pool2d_matmul(x, k, append_mean=True))  # [B, C/r, K+1, K+1]
         table = _embed_kernel(self.weight, k + 1, 0) + _embed_kernel(self.bias.reshape([g, c, 1, 1]), k + 1, k)
-        mixed = (F.softmax(attn, axis=1) * table.unsqueeze(0)).sum(axis=1)          # [B, C, K+1, K+1]
-        # rows 0..K-1 of the mixer: the kernel row, then the bias at the middle row (else a zero)
-        index = [[r * (k + 1) + col for col in range(k)] + [k * (k + 1) + k if r == k // 2 else r * (k + 1) + k]
-                 for r in range(k)]
-        index = paddle.to_tensor(np.array(index, dtype="int64").reshape([-1]))
-        return paddle.index_select(mixed.reshape([-1, (k + 1) ** 2]), index, axis=1).reshape([-1, k, k + 1])
+        if g == 2:
+            weight, bias = self.proj[1].weight, self.proj[1].bias
+            first = F.sigmoid(F.conv2d(hidden, weight[:c] - weight[c:], bias[:c] - bias[c:]))
+            mixed = table[1] + first * (table[0] - table[1])                           # [B, C, K+1, K+1]
+        else:
+            attn = self.proj[1](hidden).reshape([0, g, c, k + 1, k + 1])
+            mixed = (F.softmax(attn, axis=1) * table.unsqueeze(0)).sum(axis=1)
+        return mixed.reshape([-1, k + 1, k + 1])
 
     def conv_grouped(self, x, weight, bias):
         """Eager mode: one grouped conv over the batch folded into channels -- the authors'
@@ -251,16 +256,18 @@ class IDConv(nn.Layer):
         (row i of the kernel gives output channel i), and a one-hot Kx1 conv adds output channel
         i from i rows away. 3x the multiply-adds of the conv, 7x (not 49x, as unfold) its
         memory, and every step multi-threaded in oneDNN. ``mixer`` is :meth:`dynamic_mixer`'s
-        ``[B*C, K, K+1]``: a static channel of ones after the K shifted copies carries the bias
-        through the matmul into the middle row, which the Kx1 conv adds unshifted."""
+        ``[B*C, K+1, K+1]``: a static channel of ones after the K shifted copies meets the bias
+        at ``[K, K]``, so the matmul's extra output channel is the bias map, which the Kx1 conv
+        adds unshifted."""
         c, k = self.dim, self.kernel_size
         h, w = x.shape[2], x.shape[3]
         eye = paddle.eye(k, dtype=x.dtype)
         ones_channel = paddle.concat([paddle.zeros([k], x.dtype), paddle.ones([1], x.dtype)])  # conv bias
         row_kernel = paddle.concat([eye, paddle.zeros([1, k], x.dtype)]).reshape([k + 1, 1, 1, k])
+        col_kernel = paddle.concat([eye, eye[k // 2:k // 2 + 1]]).reshape([1, k + 1, k, 1])
         rows = F.conv2d(x.reshape([-1, 1, h, w]), row_kernel, bias=ones_channel, padding=[0, k // 2])  # [B*C, K+1, H, W]
-        mixed = paddle.matmul(mixer, rows.reshape([0, k + 1, -1]))                                    # [B*C, K, H*W]
-        out = F.conv2d(mixed.reshape([-1, k, h, w]), eye.reshape([1, k, k, 1]), padding=[k // 2, 0])
+        mixed = paddle.matmul(mixer, rows.reshape([0, k + 1, -1]))                                    # [B*C, K+1, H*W]
+        out = F.conv2d(mixed.reshape([-1, k + 1, h, w]), col_kernel, padding=[k // 2, 0])
         return out.reshape([-1, c, h, w])
 
 
