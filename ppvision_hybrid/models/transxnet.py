@@ -22,13 +22,18 @@ shared/notes/reference_facts.md):
 Dense mode (``features_only=True``) mirrors the authors' ``fork_feat``: each returned stage
 passes through its own GroupNorm(1, C); any input size works (every conv rounds up).
 
-Saved graphs (``paddle.jit.to_static``) trace four pieces differently, with the same function
-(docs/deploy.md, docs/benchmarks.md): IDConv's per-sample depthwise conv as static one-hot convs
-around a batched matmul (a conv with computed kernels cannot take a dynamic batch, and Paddle
-Inference's oneDNN conv would reuse the first call's kernel), its adaptive pooling as two
-matrix products (ONNX with dynamic sizes), the layer scale as a depthwise 1x1 conv, and, in eval
-mode, the BatchNorms that follow GELUs folded into the 1x1 convs after them (both faster in
-oneDNN).
+Saved graphs (``paddle.jit.to_static``) trace some pieces differently, with the same function
+and fewer, faster oneDNN ops (docs/deploy.md, docs/benchmarks.md):
+
+* IDConv's per-sample depthwise conv runs as static one-hot convs around a batched matmul. A
+  conv with computed kernels cannot take a dynamic batch, and Paddle Inference's oneDNN conv
+  would reuse the first call's kernel.
+* IDConv's kernels and biases come from one (K+1)x(K+1) matrix pooling and one ``proj`` pass.
+  With two groups, a sigmoid replaces the softmax.
+* The layer scale runs as a depthwise 1x1 conv.
+* In eval mode, MS-FFN's four depthwise convs and their residual become one 7x7 conv, and the
+  BatchNorms and the second layer scale fold into neighbouring convs.
+* OSRA's scale is folded into q.
 
 Parameter names differ from the official ones; :func:`convert_official_state_dict` maps every
 official key (registered as the family converter).
@@ -340,7 +345,7 @@ class DMixer(nn.Layer):
         x = paddle.concat([self.local_unit(x1), self.global_unit(x2, relative_pos)], axis=1)
         if paddle.in_dynamic_mode() or self.training:
             return self.proj(x) + x
-        p = self.proj  # saved graphs: the two BNs after GELUs folded into the 1x1 convs after them
+        p = self.proj  # saved graphs: the BNs after the GELUs and the last BN folded into the 1x1 convs
         y = p[1](p[0](x))
         y = p[4](_folded_conv1x1(p[3], y, bn_before=p[2]))
         return _folded_conv1x1(p[6], y, bn_before=p[5], affine_after=[_bn_affine(p[7])]) + x
