@@ -7,7 +7,10 @@ The authors' code is never part of this repository: point ``--authors-path`` at 
 releases). Each contender runs in its own process -- PyTorch and Paddle in one process slow
 each other down through their OpenMP/MKL runtimes -- and the processes alternate for
 ``--rounds`` rounds, so drifts in machine speed hit both sides alike. Reported: the median over
-rounds of each process's median latency, and the ratio ours / authors'.
+rounds of each process's median latency, and the ratio ours / authors'. Our process runs with
+its OpenMP threads pinned to cores (``KMP_AFFINITY``, the default of deploy/python/predict_cls.py;
+``--no-pin`` to turn off); the authors' PyTorch uses GNU OpenMP, and no pinning we tried
+(``OMP_PROC_BIND``/``OMP_PLACES``, ``GOMP_CPU_AFFINITY``, ``taskset``) made it faster.
 
     python benchmarks/vs_authors.py --model TransXNet_T \\
         --authors-python /tmp/tx/venv/bin/python --authors-path /tmp/tx:/tmp/tx/stubs \\
@@ -37,10 +40,16 @@ import tempfile
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-def _thread_env(threads):
+#: = ppvision_hybrid.inference.CPU_AFFINITY (not imported: this parent process stays light)
+PIN_AFFINITY = "granularity=fine,compact,1,0"
+
+
+def _thread_env(threads, pin=False):
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                FLAGS_paddle_num_threads=str(threads))
+    if pin:  # Intel OpenMP (Paddle's) only; the authors' PyTorch uses GNU OpenMP, which ignores it
+        env.setdefault("KMP_AFFINITY", PIN_AFFINITY)
     return env
 
 
@@ -117,7 +126,8 @@ def export_ours(args):
 
 def _run_child(python, side, args):
     cmd = [python, os.path.abspath(__file__), "--child", side] + _forward_args(args)
-    done = subprocess.run(cmd, env=_thread_env(args.threads), capture_output=True, text=True)
+    pin = side == "ours" and not args.no_pin
+    done = subprocess.run(cmd, env=_thread_env(args.threads, pin), capture_output=True, text=True)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode != 0 or not lines:
         raise SystemExit(f"{side} run failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
@@ -147,6 +157,8 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=6, help="timed calls per process")
     parser.add_argument("--no-onednn", action="store_true", help="time our predictor without oneDNN")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin our predictor's threads (KMP_AFFINITY, as predict_cls.py does by default)")
     parser.add_argument("--child", choices=("authors", "ours"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -174,7 +186,7 @@ def main(argv=None):
         values = sorted(values)
         return values[len(values) // 2]
     authors, ours = median(results["authors"]), median(results["ours"])
-    backend = "Paddle Inference" + ("" if args.no_onednn else " + oneDNN")
+    backend = "Paddle Inference" + ("" if args.no_onednn else " + oneDNN") + ("" if args.no_pin else ", pinned")
     print(f"| {args.model} | {args.authors_framework} ({args.authors_build}) | {authors:.1f} | {backend} | "
           f"{ours:.1f} | {ours / authors:.2f} | {args.threads} |")
     return dict(authors_ms=authors, ours_ms=ours, ratio=ours / authors, rounds=results)

@@ -24,6 +24,21 @@ def test_vs_authors_alternates_processes_and_reports_a_ratio(tmp_path, capsys):
     assert "| MixFormer_B0 | paddle (stand_in:build) |" in capsys.readouterr().out
 
 
+def test_only_our_side_is_pinned_and_with_the_library_setting(monkeypatch):
+    from ppvision_hybrid.inference import CPU_AFFINITY
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import benchmark
+    monkeypatch.delenv("KMP_AFFINITY", raising=False)
+    assert vs_authors.PIN_AFFINITY == CPU_AFFINITY
+    assert vs_authors._thread_env(2, pin=True)["KMP_AFFINITY"] == CPU_AFFINITY
+    assert "KMP_AFFINITY" not in vs_authors._thread_env(2, pin=False)
+    monkeypatch.setenv("KMP_AFFINITY", "disabled")  # a user's own setting wins
+    assert vs_authors._thread_env(2, pin=True)["KMP_AFFINITY"] == "disabled"
+    monkeypatch.delenv("KMP_AFFINITY")
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # _set_environment writes the environment
+    assert benchmark._set_environment(1)["KMP_AFFINITY"] == CPU_AFFINITY
+
+
 def test_vs_authors_needs_the_authors_model():
     with pytest.raises(SystemExit, match="--authors-build"):
         vs_authors.main(["--model", "MixFormer_B0"])

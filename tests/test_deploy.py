@@ -346,14 +346,14 @@ def test_predict_cls_config_and_overrides(tmp_path):
     args = predict_cls.parse_args(["-o", "Global.batch_size=4", "-o", "PostProcess.Topk.topk=2",
                                    "--enable_mkldnn", "False", "--cpu_threads", "3", "--use_tensorrt",
                                    "--precision", "fp16", "--trt_max_shape", "8x3x320x320",
-                                   "--model_dir", "m", "--infer_imgs", "i"])
+                                   "--model_dir", "m", "--infer_imgs", "i", "--pin_cpu_threads", "False"])
     config = predict_cls.build_config(args)
     g = config["Global"]
     assert (g["batch_size"], g["enable_mkldnn"], g["cpu_num_threads"], g["use_tensorrt"], g["use_fp16"]) == \
         (4, False, 3, True, True)
     assert g["trt_max_shape"] == "8x3x320x320" and predict_cls._shape(g["trt_max_shape"]) == [8, 3, 320, 320]
     assert config["PostProcess"]["Topk"]["topk"] == 2
-    assert g["inference_model_dir"] == "m" and g["infer_imgs"] == "i"
+    assert g["inference_model_dir"] == "m" and g["infer_imgs"] == "i" and g["pin_cpu_threads"] is False
     # TensorRT without a GPU is refused with a clear message (before touching the model).
     from ppvision_hybrid.inference import create_config
     with pytest.raises((ValueError, FileNotFoundError)):
@@ -369,6 +369,18 @@ def test_predict_cls_config_and_overrides(tmp_path):
                                rtol=1e-5)
     with pytest.raises(FileNotFoundError):
         predict_cls.list_images(str(tmp_path / "missing"))
+
+
+def test_pin_cpu_threads_sets_kmp_affinity_only_when_unset(monkeypatch):
+    from ppvision_hybrid import inference
+    monkeypatch.delenv("KMP_AFFINITY", raising=False)
+    assert inference.pin_cpu_threads() == inference.CPU_AFFINITY == os.environ["KMP_AFFINITY"]
+    monkeypatch.setenv("KMP_AFFINITY", "disabled")
+    assert inference.pin_cpu_threads() == "disabled"
+    # the shipped deploy config pins (one process per machine is the common case)
+    import yaml
+    with open(os.path.join(ROOT, "deploy", "configs", "inference_cls.yaml")) as f:
+        assert yaml.safe_load(f)["Global"]["pin_cpu_threads"] is True
 
 
 def test_onnx_keeps_the_group_norm_epsilon(tmp_path):

@@ -17,7 +17,8 @@ compared with dygraph; a backend that fails or differs by more than 1e-3 shows "
 Environment set before Paddle loads unless already set (stated in the output):
 ``MKL_DEBUG_CPU_TYPE=5`` (MKL's AVX2 path on AMD CPUs; it otherwise takes a slow generic path),
 ``OMP_NUM_THREADS`` and ``FLAGS_paddle_num_threads`` = ``--threads`` (eager Paddle's math
-library uses one thread by default).
+library uses one thread by default), ``KMP_AFFINITY=granularity=fine,compact,1,0`` (Paddle's
+OpenMP threads pinned to cores, as predict_cls.py does by default; see inference.CPU_AFFINITY).
 """
 import argparse
 import copy
@@ -56,7 +57,8 @@ def parse_args(argv=None):
 def _set_environment(threads):
     chosen = {}
     for key, value in (("MKL_DEBUG_CPU_TYPE", "5"), ("OMP_NUM_THREADS", str(threads)),
-                       ("FLAGS_paddle_num_threads", str(threads))):
+                       ("FLAGS_paddle_num_threads", str(threads)),
+                       ("KMP_AFFINITY", "granularity=fine,compact,1,0")):  # = inference.CPU_AFFINITY
         os.environ.setdefault(key, value)
         chosen[key] = os.environ[key]
     return chosen
