@@ -40,15 +40,14 @@ import tempfile
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-#: = ppvision_hybrid.inference.CPU_AFFINITY (not imported: this parent process stays light)
-PIN_AFFINITY = "granularity=fine,compact,1,0"
-
-
 def _thread_env(threads, pin=False):
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                FLAGS_paddle_num_threads=str(threads))
     if pin:  # Intel OpenMP (Paddle's) only; the authors' PyTorch uses GNU OpenMP, which ignores it
+        if ROOT not in sys.path:
+            sys.path.insert(0, ROOT)
+        from tools.benchmark import PIN_AFFINITY
         env.setdefault("KMP_AFFINITY", PIN_AFFINITY)
     return env
 

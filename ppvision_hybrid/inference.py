@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "ONEDNN_BROKEN_PASSES", "model_files", "create_config", "create_predictor", "Predictor",
     "relative_error", "onednn_pass_names", "find_breaking_onednn_passes", "CPU_AFFINITY", "pin_cpu_threads",
+    "check_gpu_kernels",
 ]
 
 #: Intel OpenMP thread placement for CPU inference: thread i on core i. Measured on the 2-core
@@ -118,7 +119,6 @@ def create_config(model_path, use_gpu=False, gpu_id=0, gpu_mem_mb=1000, enable_m
         if not _paddle_has_cuda():
             raise RuntimeError("use_gpu=True but this Paddle build has no CUDA support "
                                "(install paddlepaddle-gpu)")
-        from .paddle_compat import check_gpu_kernels
         check_gpu_kernels(gpu_id)  # a wheel without code for this GPU computes garbage, silently
         gpu_precision = {"fp16": inference.PrecisionType.Half}.get(precision, inference.PrecisionType.Float32)
         if use_tensorrt:
@@ -163,6 +163,40 @@ def create_config(model_path, use_gpu=False, gpu_id=0, gpu_mem_mb=1000, enable_m
     if not log:
         config.disable_glog_info()
     return config
+
+
+
+_GPU_CHECKED = set()
+
+
+def check_gpu_kernels(gpu_id=0, compute=None):
+    """Raise ``RuntimeError`` unless Paddle's own GPU kernels compute correctly on ``gpu_id``
+    (once per device and process). A GPU wheel without code for the device's compute capability
+    does not fail: its kernels silently return garbage (PyPI ``paddlepaddle-gpu`` 2.6.2, CUDA
+    11.8, on an H100: ``x + 1`` off by up to 20.7, every model's output wrong; see
+    docs/benchmarks.md). ``compute`` maps a float32 numpy array to ``2 * x + 1`` computed on the
+    GPU; the default uses Paddle eager ops (tests pass a stand-in)."""
+    import paddle
+    if gpu_id in _GPU_CHECKED:
+        return
+    if compute is None:
+        def compute(values):
+            x = paddle.to_tensor(values, place=paddle.CUDAPlace(gpu_id))
+            return (x * 2 + 1).numpy()
+    values = np.arange(64, dtype="float32")
+    got = np.asarray(compute(values))
+    if got.shape != values.shape or not np.allclose(got, 2 * values + 1):
+        try:
+            capability = "%d.%d" % tuple(paddle.device.cuda.get_device_capability(gpu_id))
+            name = paddle.device.cuda.get_device_name(gpu_id)
+        except Exception:  # a build or device that cannot say
+            capability, name = "unknown", "unknown"
+        raise RuntimeError(
+            f"Paddle's GPU kernels give wrong results on GPU {gpu_id} ({name}, compute capability "
+            f"{capability}; Paddle {paddle.__version__}, CUDA {paddle.version.cuda()}): this build has no "
+            f"code for this GPU. Install a paddlepaddle-gpu wheel built for it (Paddle's own index for "
+            f"your CUDA version), or run on CPU.")
+    _GPU_CHECKED.add(gpu_id)
 
 
 def _paddle_has_cuda():

@@ -18,7 +18,8 @@ Differences handled here (measured with the 2.6.2 CPU wheel, Python 3.11):
   device's compute capability does not fail: its own kernels silently return garbage. Measured
   on an H100 (sm_90) with the PyPI ``paddlepaddle-gpu`` 2.6.2 wheel (CUDA 11.8, no sm_90 code):
   ``x + 1`` was off by up to 20.7 while cuBLAS matmuls were right, and every model's output was
-  wrong. :func:`check_gpu_kernels` computes one known answer and raises instead.
+  wrong. ``inference.check_gpu_kernels`` computes one known answer and raises instead (it lives
+  there because ``inference.py`` must stay loadable on its own, by deploy/python/predict_cls.py).
 * **Keyword arguments Paddle 2.6 lacks**: ``KaimingNormal(mode=...)`` and
   ``AdamW(amsgrad=...)`` (both added in 3.x). :func:`accepts_kwarg` tells whether the installed
   Paddle takes one.
@@ -30,7 +31,7 @@ import sys
 import paddle
 
 __all__ = ["PADDLE_VERSION", "IS_PADDLE_2", "zlib_imported_before_paddle", "accepts_kwarg",
-           "in_legacy_static_mode", "pad_arg", "check_gpu_kernels"]
+           "in_legacy_static_mode", "pad_arg"]
 
 
 def _parse_version(text):
@@ -95,34 +96,3 @@ def pad_arg(pads):
         else:
             pieces.append(paddle.cast(p, "int32").reshape([1]))
     return paddle.concat(pieces, axis=0)
-
-
-_GPU_CHECKED = set()
-
-
-def check_gpu_kernels(gpu_id=0, compute=None):
-    """Raise ``RuntimeError`` unless Paddle's own GPU kernels compute correctly on ``gpu_id``
-    (once per device and process). ``compute`` maps a float32 numpy array to ``2 * x + 1``
-    computed on the GPU; the default uses Paddle eager ops (tests pass a stand-in)."""
-    import numpy as np
-    if gpu_id in _GPU_CHECKED:
-        return
-    if compute is None:
-        def compute(values):
-            x = paddle.to_tensor(values, place=paddle.CUDAPlace(gpu_id))
-            return (x * 2 + 1).numpy()
-    values = np.arange(64, dtype="float32")
-    got = np.asarray(compute(values))
-    if got.shape != values.shape or not np.allclose(got, 2 * values + 1):
-        try:
-            capability = "%d.%d" % tuple(paddle.device.cuda.get_device_capability(gpu_id))
-            name = paddle.device.cuda.get_device_name(gpu_id)
-        except Exception:  # a build or device that cannot say
-            capability, name = "unknown", "unknown"
-        raise RuntimeError(
-            f"Paddle's GPU kernels give wrong results on GPU {gpu_id} ({name}, compute capability "
-            f"{capability}; Paddle {paddle.__version__}, CUDA {paddle.version.cuda()}): this build has no "
-            f"code for this GPU. Install a paddlepaddle-gpu wheel built for it (Paddle's own index for "
-            f"your CUDA version), or run on CPU.")
-    _GPU_CHECKED.add(gpu_id)
-

@@ -29,7 +29,7 @@ def test_only_our_side_is_pinned_and_with_the_library_setting(monkeypatch):
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import benchmark
     monkeypatch.delenv("KMP_AFFINITY", raising=False)
-    assert vs_authors.PIN_AFFINITY == CPU_AFFINITY
+    assert benchmark.PIN_AFFINITY == CPU_AFFINITY
     assert vs_authors._thread_env(2, pin=True)["KMP_AFFINITY"] == CPU_AFFINITY
     assert "KMP_AFFINITY" not in vs_authors._thread_env(2, pin=False)
     monkeypatch.setenv("KMP_AFFINITY", "disabled")  # a user's own setting wins

@@ -383,6 +383,24 @@ def test_pin_cpu_threads_sets_kmp_affinity_only_when_unset(monkeypatch):
         assert yaml.safe_load(f)["Global"]["pin_cpu_threads"] is True
 
 
+def test_gpu_kernel_check_raises_on_wrong_answers(monkeypatch):
+    """A GPU wheel without code for the device computes garbage silently (PyPI 2.6.2 on an H100):
+    the check must turn that into a clear error, and pass (once per device) on right answers."""
+    from ppvision_hybrid import inference
+    monkeypatch.setattr(inference, "_GPU_CHECKED", set())
+    with pytest.raises(RuntimeError, match="no code for this GPU"):
+        inference.check_gpu_kernels(0, compute=lambda x: x + 20.7)
+    assert 0 not in inference._GPU_CHECKED
+    calls = []
+
+    def right(x):
+        calls.append(1)
+        return 2 * x + 1
+    inference.check_gpu_kernels(0, compute=right)
+    inference.check_gpu_kernels(0, compute=right)
+    assert calls == [1] and 0 in inference._GPU_CHECKED
+
+
 def test_onnx_keeps_the_group_norm_epsilon(tmp_path):
     """paddle2onnx 2.1.0 writes ~1e-38 for a Paddle 3.x group_norm epsilon (it reads the float64
     attribute as float32); the converter must put the program's value back."""

@@ -34,6 +34,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
 GPU_BEGIN, GPU_END = "<!-- benchmark-gpu:begin -->", "<!-- benchmark-gpu:end -->"
 CPU_BACKENDS = ("dygraph", "paddle_onednn", "paddle_native", "onnxruntime")
+#: = ppvision_hybrid.inference.CPU_AFFINITY, spelled out because this module must not import
+#: paddle before setting the environment (benchmarks/vs_authors.py uses it too)
+PIN_AFFINITY = "granularity=fine,compact,1,0"
 
 
 def parse_args(argv=None):
@@ -58,7 +61,7 @@ def _set_environment(threads):
     chosen = {}
     for key, value in (("MKL_DEBUG_CPU_TYPE", "5"), ("OMP_NUM_THREADS", str(threads)),
                        ("FLAGS_paddle_num_threads", str(threads)),
-                       ("KMP_AFFINITY", "granularity=fine,compact,1,0")):  # = inference.CPU_AFFINITY
+                       ("KMP_AFFINITY", PIN_AFFINITY)):
         os.environ.setdefault(key, value)
         chosen[key] = os.environ[key]
     return chosen

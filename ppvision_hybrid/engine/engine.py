@@ -22,7 +22,7 @@ from ..data.transforms import apply_transforms
 from ..losses import build_loss
 from ..metrics import build_metrics
 from ..optim import build_optimizer
-from ..paddle_compat import check_gpu_kernels
+from ..inference import check_gpu_kernels
 from ..registry import create_model
 from ..weights import load_checkpoint_file, load_state_dict_checked
 from .checkpoint import (copy_checkpoint, load_resume_states, optimizer_state_to_structured,
