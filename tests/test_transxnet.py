@@ -183,9 +183,13 @@ def test_relative_position_resize_equals_bicubic_interpolation():
     np.testing.assert_array_equal(tx.resize_relative_position(pos, 49, 16).numpy(), pos.numpy())
 
 
+@pytest.mark.parametrize("column_matmul", [True, False], ids=["column-matmul", "column-conv"])
 @pytest.mark.parametrize("kernel_size,num_groups", [(7, 2), (7, 3), (3, 2), (5, 4)])
-def test_idconv_saved_graph_formulation_equals_grouped_conv(kernel_size, num_groups):
-    """Two groups take the sigmoid path of ``dynamic_mixer``, more groups the softmax path."""
+def test_idconv_saved_graph_formulation_equals_grouped_conv(kernel_size, num_groups, column_matmul, monkeypatch):
+    """Two groups take the sigmoid path of ``dynamic_mixer``, more groups the softmax path; the
+    column sum runs as the banded matrix product (static heights up to
+    ``COLUMN_MATMUL_MAX_HEIGHT``) or as the one-hot Kx1 conv (taller or dynamic heights)."""
+    monkeypatch.setattr(tx, "COLUMN_MATMUL_MAX_HEIGHT", 64 if column_matmul else 0)
     layer = tx.IDConv(24, kernel_size=kernel_size, num_groups=num_groups)
     layer.eval()
     x = paddle.randn([2, 24, 13, 10])
@@ -198,6 +202,19 @@ def test_idconv_saved_graph_formulation_equals_grouped_conv(kernel_size, num_gro
                                                           groups=24).numpy()[0] for i in range(2)])
     np.testing.assert_allclose(grouped, reference, rtol=0, atol=1e-5)
     np.testing.assert_allclose(separable, reference, rtol=0, atol=1e-5)
+
+
+def test_column_shift_matrix_is_the_one_hot_column_conv():
+    """``S @ M`` equals the zero-padded one-hot Kx1 conv it replaces, borders included."""
+    k, h, w = 7, 5, 3  # a height below the kernel size: every row meets a border
+    mixed = paddle.randn([4, k + 1, h, w])
+    eye = paddle.eye(k)
+    col_kernel = paddle.concat([eye, eye[k // 2:k // 2 + 1]]).reshape([1, k + 1, k, 1])
+    ref = F.conv2d(mixed, col_kernel, padding=[k // 2, 0])[:, 0]
+    shift = paddle.to_tensor(tx.column_shift_matrix(h, k))
+    assert tuple(shift.shape) == (h, (k + 1) * h)
+    got = paddle.matmul(shift, mixed.reshape([4, (k + 1) * h, w]))
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=0, atol=1e-6)
 
 
 def test_multi_scale_dwconv_merged_kernel_equals_the_split_convs():

@@ -179,6 +179,26 @@ class LayerScale(nn.Layer):
         return F.conv2d(x, self.weight.unsqueeze(1), bias=self.bias.reshape([-1]), groups=x.shape[1])
 
 
+#: Saved graphs of a static height up to this run IDConv's column sum as a matrix product
+#: (:func:`column_shift_matrix`); taller maps (and dynamic heights) keep the one-hot Kx1 conv.
+COLUMN_MATMUL_MAX_HEIGHT = 64
+
+
+def column_shift_matrix(height, kernel_size):
+    """The ``[H, (K+1)*H]`` 0/1 matrix ``S`` with ``(S @ M)[y] = sum_i M[i, y + i - K//2] +
+    M[K, y]`` for ``M`` laid out ``[(K+1)*H, W]`` (``K`` row-mixed copies, then the bias map):
+    the one-hot Kx1 conv of :meth:`IDConv.conv_separable` with zero padding, as a product."""
+    k = kernel_size
+    shift = np.zeros((height, (k + 1) * height), np.float32)
+    for y in range(height):
+        for i in range(k):
+            src = y + i - k // 2
+            if 0 <= src < height:
+                shift[y, i * height + src] = 1.0
+        shift[y, k * height + y] = 1.0
+    return shift
+
+
 class IDConv(nn.Layer):
     """Input-dependent depthwise convolution (Sec. III-A-1, Eq. 2): ``num_groups`` static KxK
     depthwise kernels mixed per sample and per kernel position by softmax weights predicted
@@ -224,8 +244,8 @@ class IDConv(nn.Layer):
         return self.conv_separable(x, self.dynamic_mixer(x))
 
     def dynamic_mixer(self, x):
-        """Saved graphs: :meth:`dynamic_kernels` in fewer ops, as one ``[B*C, K+1, K+1]`` matrix
-        per sample and channel: the KxK kernel at ``[:K, :K]``, the bias at ``[K, K]``, zeros
+        """Saved graphs: :meth:`dynamic_kernels` in fewer ops, as one ``[K+1, K+1]`` matrix per
+        sample and channel (``[B, C, K+1, K+1]``): the KxK kernel at ``[:K, :K]``, the bias at ``[K, K]``, zeros
         elsewhere (the layout :meth:`conv_separable` takes). One pooling gives the KxK bins and
         the global mean (at ``[K, K]`` of a ``(K+1)x(K+1)`` map); the 1x1 convs of ``proj`` act
         per pixel, so one pass serves both; one softmax over the groups and one product with a
@@ -243,7 +263,7 @@ class IDConv(nn.Layer):
         else:
             attn = self.proj[1](hidden).reshape([0, g, c, k + 1, k + 1])
             mixed = (F.softmax(attn, axis=1) * table.unsqueeze(0)).sum(axis=1)
-        return mixed.reshape([-1, k + 1, k + 1])
+        return mixed
 
     def conv_grouped(self, x, weight, bias):
         """Eager mode: one grouped conv over the batch folded into channels -- the authors'
@@ -258,12 +278,13 @@ class IDConv(nn.Layer):
         (oneDNN caches conv kernels, so a computed one must not reach a conv) and the per-sample
         part as a batched matmul. Each channel is its own 1-channel image: a one-hot 1xK conv
         lays out its K horizontal neighbours as K channels, the KxK per-sample kernel mixes them
-        (row i of the kernel gives output channel i), and a one-hot Kx1 conv adds output channel
-        i from i rows away. 3x the multiply-adds of the conv, 7x (not 49x, as unfold) its
-        memory, and every step multi-threaded in oneDNN. ``mixer`` is :meth:`dynamic_mixer`'s
-        ``[B*C, K+1, K+1]``: a static channel of ones after the K shifted copies meets the bias
-        at ``[K, K]``, so the matmul's extra output channel is the bias map, which the Kx1 conv
-        adds unshifted."""
+        (row i of the kernel gives output channel i), and the column sum adds output channel i
+        from i rows away: a product with :func:`column_shift_matrix` for static heights up to
+        ``COLUMN_MATMUL_MAX_HEIGHT``, else a one-hot Kx1 conv. 7x (not 49x, as unfold) the
+        conv's memory, and every step multi-threaded in oneDNN. ``mixer`` is
+        :meth:`dynamic_mixer`'s ``[B, C, K+1, K+1]``: a static channel of ones after the K
+        shifted copies meets the bias at ``[K, K]``, so the matmul's extra output channel is
+        the bias map, which the column sum adds unshifted."""
         c, k = self.dim, self.kernel_size
         h, w = x.shape[2], x.shape[3]
         eye = paddle.eye(k, dtype=x.dtype)
@@ -271,7 +292,15 @@ class IDConv(nn.Layer):
         row_kernel = paddle.concat([eye, paddle.zeros([1, k], x.dtype)]).reshape([k + 1, 1, 1, k])
         col_kernel = paddle.concat([eye, eye[k // 2:k // 2 + 1]]).reshape([1, k + 1, k, 1])
         rows = F.conv2d(x.reshape([-1, 1, h, w]), row_kernel, bias=ones_channel, padding=[0, k // 2])  # [B*C, K+1, H, W]
-        mixed = paddle.matmul(mixer, rows.reshape([0, k + 1, -1]))                                    # [B*C, K+1, H*W]
+        # 4-D products ([B, C] batch dims): no reshape of the mixer, none of a static-height output
+        mixed = paddle.matmul(mixer, rows.reshape([-1, c, k + 1, h * w]))                             # [B, C, K+1, H*W]
+        if isinstance(h, int) and 0 < h <= COLUMN_MATMUL_MAX_HEIGHT:
+            # A static height: the column sum as one product with a constant [H, (K+1)*H] 0/1
+            # matrix. oneDNN runs the Kx1 conv's single output channel poorly (2-thread
+            # TransXNet-T stage 3: 0.65 -> 0.31 ms per block); the product does (K+1)*H
+            # multiply-adds per output instead of K+1, so large (dense-task) maps keep the conv.
+            shift = paddle.to_tensor(column_shift_matrix(h, k), dtype=x.dtype)
+            return paddle.matmul(shift, mixed.reshape([-1, c, (k + 1) * h, w]))                      # [B, C, H, W]
         out = F.conv2d(mixed.reshape([-1, k + 1, h, w]), col_kernel, padding=[k // 2, 0])
         return out.reshape([-1, c, h, w])
 
@@ -309,8 +338,8 @@ class OSRA(nn.Layer):
             q = F.conv2d(x, self.q.weight * self.scale, self.q.bias * self.scale)
         q = q.reshape([0, nh, d, -1])                               # [B, h, d, N]
         kv = self.sr(x)
-        kv = self.kv(self.local_conv(kv) + kv).reshape([0, 2, nh, d, -1])
-        k, v = kv[:, 0], kv[:, 1]                                   # [B, h, d, Nk]
+        kv = self.kv(self.local_conv(kv) + kv).reshape([0, 2 * nh, d, -1])
+        k, v = paddle.split(kv, 2, axis=1)                          # [B, h, d, Nk] each; one op, not two slices
         attn = paddle.matmul(q, k, transpose_x=True)                # [B, h, N, Nk]
         if eager:
             attn = attn * self.scale
