@@ -37,6 +37,27 @@ ONNX_KNOWN_UNSUPPORTED = {}
 
 
 MODELS = ppvision_hybrid.list_models() if FULL else smallest_per_family()
+#: construction arguments that make every branch visible at the tolerance: TransXNet's paper
+#: layer scale (1e-5) would hide its token mixer and MLP, and so any saved-graph error in them
+BRANCH_KWARGS = {"transxnet": dict(layer_scale_init_value=0.5)}
+
+
+def make_test_model(name):
+    """``name`` in eval mode with every branch contributing: the family's :data:`BRANCH_KWARGS`
+    and non-trivial BatchNorm statistics (folded into convs by some saved graphs)."""
+    paddle.seed(0)
+    family = ppvision_hybrid.get_model_spec(name).family
+    model = ppvision_hybrid.create_model(name, **BRANCH_KWARGS.get(family, {}))
+    rng = np.random.RandomState(0)
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.BatchNorm2D):
+            c = layer._mean.shape[0]
+            layer._mean.set_value((0.1 * rng.standard_normal(c)).astype("float32"))
+            layer._variance.set_value((rng.rand(c) + 0.5).astype("float32"))
+            layer.weight.set_value((rng.rand(c) + 0.5).astype("float32"))
+            layer.bias.set_value((0.1 * rng.standard_normal(c)).astype("float32"))
+    model.eval()
+    return model
 #: a CUDA build of Paddle with a GPU: the GPU predictor tests run (they skip elsewhere)
 GPU = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
 
@@ -50,9 +71,7 @@ def exported(tmp_path_factory):
         if name not in cache:
             if GPU:  # references from the CPU, whatever the default device
                 paddle.set_device("cpu")
-            paddle.seed(0)
-            model = ppvision_hybrid.create_model(name)
-            model.eval()
+            model = make_test_model(name)
             model_dir = str(tmp_path_factory.mktemp(name))
             export_inference_model(model, model_dir, dynamic_hw=True)
             rng = np.random.RandomState(0)
@@ -80,6 +99,28 @@ def test_paddle_inference_matches_dygraph(exported, name, onednn):
     errors = [relative_error(predictor(x), expected) for x, expected in cases]
     for (x, _), err in zip(cases, errors):
         assert err <= RTOL, f"{name} oneDNN={onednn} input {list(x.shape)}: relative error {err:.2e}"
+
+
+#: (batch, H, W) fed to a fixed-size export: the repeated shape with new values, then batch 2
+FIXED_CASES = ((1, 224, 224), (1, 224, 224), (2, 224, 224))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fixed_size_export_matches_dygraph(name, tmp_path):
+    """The classification export's default (tools/export_model.py without --dynamic-hw): static
+    224x224, dynamic batch. Static sizes trace their own paths (TransXNet's column product,
+    position terms used as learned), so this saved model is checked too, oneDNN on and off."""
+    model = make_test_model(name)
+    export_inference_model(model, str(tmp_path), image_shape=(3, 224, 224))
+    rng = np.random.RandomState(1)
+    inputs = [rng.standard_normal((b, 3, h, w)).astype("float32") for b, h, w in FIXED_CASES]
+    with paddle.no_grad():
+        expected = [model(paddle.to_tensor(x)).numpy() for x in inputs]
+    for onednn in (True, False):
+        predictor = create_predictor(str(tmp_path), enable_mkldnn=onednn, cpu_threads=1)
+        for x, y in zip(inputs, expected):
+            err = relative_error(predictor(x), y)
+            assert err <= RTOL, f"{name} fixed-size export, oneDNN={onednn}, input {list(x.shape)}: {err:.2e}"
 
 
 @pytest.fixture
@@ -323,9 +364,7 @@ def test_predict_cls_end_to_end(exported, tmp_path):
     ops = predict_cls.build_transforms(config["PreProcess"]["transform_ops"])
     batch = np.stack([predict_cls.preprocess(f, ops) for f in sorted(files)])
     assert batch.shape == (3, 3, 224, 224) and batch.dtype == np.float32
-    paddle.seed(0)
-    model = ppvision_hybrid.create_model(name)
-    model.eval()
+    model = make_test_model(name)  # the model the exported fixture saved
     with paddle.no_grad():
         probs = paddle.nn.functional.softmax(model(paddle.to_tensor(batch)), axis=-1).numpy()
     for path, row in zip(sorted(files), probs):

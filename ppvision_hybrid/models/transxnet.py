@@ -244,8 +244,8 @@ class IDConv(nn.Layer):
         return self.conv_separable(x, self.dynamic_mixer(x))
 
     def dynamic_mixer(self, x):
-        """Saved graphs: :meth:`dynamic_kernels` in fewer ops, as one ``[K+1, K+1]`` matrix per
-        sample and channel (``[B, C, K+1, K+1]``): the KxK kernel at ``[:K, :K]``, the bias at ``[K, K]``, zeros
+        """Saved graphs: :meth:`dynamic_kernels` in fewer ops, as one ``[B*C, K+1, K+1]`` matrix
+        per sample and channel: the KxK kernel at ``[:K, :K]``, the bias at ``[K, K]``, zeros
         elsewhere (the layout :meth:`conv_separable` takes). One pooling gives the KxK bins and
         the global mean (at ``[K, K]`` of a ``(K+1)x(K+1)`` map); the 1x1 convs of ``proj`` act
         per pixel, so one pass serves both; one softmax over the groups and one product with a
@@ -263,7 +263,10 @@ class IDConv(nn.Layer):
         else:
             attn = self.proj[1](hidden).reshape([0, g, c, k + 1, k + 1])
             mixed = (F.softmax(attn, axis=1) * table.unsqueeze(0)).sum(axis=1)
-        return mixed
+        # The reshape is needed: Paddle 3.3.1's oneDNN matmul reads a conv's (channels-last)
+        # output wrongly when it takes it directly (measured: relative error 0.2-2), and the
+        # oneDNN reshape hands it a plain-layout copy.
+        return mixed.reshape([-1, k + 1, k + 1])
 
     def conv_grouped(self, x, weight, bias):
         """Eager mode: one grouped conv over the batch folded into channels -- the authors'
@@ -282,7 +285,7 @@ class IDConv(nn.Layer):
         from i rows away: a product with :func:`column_shift_matrix` for static heights up to
         ``COLUMN_MATMUL_MAX_HEIGHT``, else a one-hot Kx1 conv. 7x (not 49x, as unfold) the
         conv's memory, and every step multi-threaded in oneDNN. ``mixer`` is
-        :meth:`dynamic_mixer`'s ``[B, C, K+1, K+1]``: a static channel of ones after the K
+        :meth:`dynamic_mixer`'s ``[B*C, K+1, K+1]``: a static channel of ones after the K
         shifted copies meets the bias at ``[K, K]``, so the matmul's extra output channel is
         the bias map, which the column sum adds unshifted."""
         c, k = self.dim, self.kernel_size
@@ -292,15 +295,14 @@ class IDConv(nn.Layer):
         row_kernel = paddle.concat([eye, paddle.zeros([1, k], x.dtype)]).reshape([k + 1, 1, 1, k])
         col_kernel = paddle.concat([eye, eye[k // 2:k // 2 + 1]]).reshape([1, k + 1, k, 1])
         rows = F.conv2d(x.reshape([-1, 1, h, w]), row_kernel, bias=ones_channel, padding=[0, k // 2])  # [B*C, K+1, H, W]
-        # 4-D products ([B, C] batch dims): no reshape of the mixer, none of a static-height output
-        mixed = paddle.matmul(mixer, rows.reshape([-1, c, k + 1, h * w]))                             # [B, C, K+1, H*W]
+        mixed = paddle.matmul(mixer, rows.reshape([0, k + 1, -1]))                                    # [B*C, K+1, H*W]
         if isinstance(h, int) and 0 < h <= COLUMN_MATMUL_MAX_HEIGHT:
             # A static height: the column sum as one product with a constant [H, (K+1)*H] 0/1
-            # matrix. oneDNN runs the Kx1 conv's single output channel poorly (2-thread
-            # TransXNet-T stage 3: 0.65 -> 0.31 ms per block); the product does (K+1)*H
-            # multiply-adds per output instead of K+1, so large (dense-task) maps keep the conv.
+            # matrix, straight to [B, C, H, W]. oneDNN runs the Kx1 conv's single output channel
+            # poorly (2-thread TransXNet-T stage 3: 0.65 -> 0.31 ms per block); the product does
+            # (K+1)*H multiply-adds per output instead of K+1, so large (dense-task) maps keep the conv.
             shift = paddle.to_tensor(column_shift_matrix(h, k), dtype=x.dtype)
-            return paddle.matmul(shift, mixed.reshape([-1, c, (k + 1) * h, w]))                      # [B, C, H, W]
+            return paddle.matmul(shift, mixed.reshape([-1, c, (k + 1) * h, w]))
         out = F.conv2d(mixed.reshape([-1, k + 1, h, w]), col_kernel, padding=[k // 2, 0])
         return out.reshape([-1, c, h, w])
 
