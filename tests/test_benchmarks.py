@@ -21,7 +21,10 @@ def test_vs_authors_alternates_processes_and_reports_a_ratio(tmp_path, capsys):
         "--rounds", "2", "--warmup", "0", "--repeats", "1"])
     assert len(result["rounds"]["authors"]) == len(result["rounds"]["ours"]) == 2
     assert result["ratio"] == pytest.approx(result["ours_ms"] / result["authors_ms"])
-    assert "| MixFormer_B0 | paddle (stand_in:build) |" in capsys.readouterr().out
+    assert result["best_ratio"] == pytest.approx(result["ours_best_ms"] / result["authors_best_ms"])
+    assert result["ours_best_ms"] <= result["ours_ms"] and result["authors_best_ms"] <= result["authors_ms"]
+    out = capsys.readouterr().out
+    assert "| MixFormer_B0 | paddle (stand_in:build) |" in out and "best calls: authors" in out
 
 
 def test_only_our_side_is_pinned_and_with_the_library_setting(monkeypatch):
