@@ -25,9 +25,10 @@ passes through its own GroupNorm(1, C); any input size works (every conv rounds 
 Saved graphs (``paddle.jit.to_static``) trace some pieces differently, with the same function
 and fewer, faster oneDNN ops (docs/deploy.md, docs/benchmarks.md):
 
-* IDConv's per-sample depthwise conv runs as static one-hot convs around a batched matmul. A
-  conv with computed kernels cannot take a dynamic batch, and Paddle Inference's oneDNN conv
-  would reuse the first call's kernel.
+* IDConv's per-sample depthwise conv runs as a static one-hot row conv, a batched matmul and a
+  column sum (a product with a constant banded matrix at static heights up to 64, else a
+  one-hot column conv). A conv with computed kernels cannot take a dynamic batch, and Paddle
+  Inference's oneDNN conv would reuse the first call's kernel.
 * IDConv's kernels and biases come from one (K+1)x(K+1) matrix pooling and one ``proj`` pass.
   With two groups, a sigmoid replaces the softmax.
 * The layer scale runs as a depthwise 1x1 conv.
