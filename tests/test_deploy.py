@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import FULL, ROOT
+from conftest import FULL, ROOT, randomize_batch_norms
 
 paddle = pytest.importorskip("paddle")
 
@@ -48,14 +48,7 @@ def make_test_model(name):
     paddle.seed(0)
     family = ppvision_hybrid.get_model_spec(name).family
     model = ppvision_hybrid.create_model(name, **BRANCH_KWARGS.get(family, {}))
-    rng = np.random.RandomState(0)
-    for layer in model.sublayers():
-        if isinstance(layer, paddle.nn.BatchNorm2D):
-            c = layer._mean.shape[0]
-            layer._mean.set_value((0.1 * rng.standard_normal(c)).astype("float32"))
-            layer._variance.set_value((rng.rand(c) + 0.5).astype("float32"))
-            layer.weight.set_value((rng.rand(c) + 0.5).astype("float32"))
-            layer.bias.set_value((0.1 * rng.standard_normal(c)).astype("float32"))
+    randomize_batch_norms(model, np.random.RandomState(0), shift_std=0.1, min_variance=0.5)
     model.eval()
     return model
 #: a CUDA build of Paddle with a GPU: the GPU predictor tests run (they skip elsewhere)

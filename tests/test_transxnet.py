@@ -19,6 +19,8 @@ import ppvision_hybrid as pvh
 from ppvision_hybrid.models import transxnet as tx
 from ppvision_hybrid.weights import CheckpointError, load_state_dict_checked
 
+from conftest import randomize_batch_norms
+
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 SHARED_KEYS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
                            "reference", "keys_transxnet_t.txt")
@@ -246,13 +248,7 @@ def test_exported_graph_with_fixed_batch_is_right_on_every_call(tmp_path):
                          num_groups=(2, 2, 2, 2), mlp_ratios=(2, 2, 2, 2), img_size=64, class_num=10,
                          layer_scale_init_value=0.5)
     rng = np.random.RandomState(0)
-    for layer in model.sublayers():  # statistics that make the BN folding of saved graphs matter
-        if isinstance(layer, paddle.nn.BatchNorm2D):
-            c = layer._mean.shape[0]
-            layer._mean.set_value(rng.standard_normal(c).astype("float32"))
-            layer._variance.set_value((rng.rand(c) + 0.2).astype("float32"))
-            layer.weight.set_value((rng.rand(c) + 0.5).astype("float32"))
-            layer.bias.set_value(rng.standard_normal(c).astype("float32"))
+    randomize_batch_norms(model, rng)  # statistics that make the BN folding of saved graphs matter
     model.eval()
     inputs = [rng.standard_normal((1, 3, 64, 64)).astype("float32") for _ in range(3)]
     with paddle.no_grad():  # eager outputs, before to_static replaces the forward

@@ -294,7 +294,6 @@ class IDConv(nn.Layer):
         eye = paddle.eye(k, dtype=x.dtype)
         ones_channel = paddle.concat([paddle.zeros([k], x.dtype), paddle.ones([1], x.dtype)])  # conv bias
         row_kernel = paddle.concat([eye, paddle.zeros([1, k], x.dtype)]).reshape([k + 1, 1, 1, k])
-        col_kernel = paddle.concat([eye, eye[k // 2:k // 2 + 1]]).reshape([1, k + 1, k, 1])
         rows = F.conv2d(x.reshape([-1, 1, h, w]), row_kernel, bias=ones_channel, padding=[0, k // 2])  # [B*C, K+1, H, W]
         mixed = paddle.matmul(mixer, rows.reshape([0, k + 1, -1]))                                    # [B*C, K+1, H*W]
         if isinstance(h, int) and 0 < h <= COLUMN_MATMUL_MAX_HEIGHT:
@@ -304,6 +303,7 @@ class IDConv(nn.Layer):
             # (K+1)*H multiply-adds per output instead of K+1, so large (dense-task) maps keep the conv.
             shift = paddle.to_tensor(column_shift_matrix(h, k), dtype=x.dtype)
             return paddle.matmul(shift, mixed.reshape([-1, c, (k + 1) * h, w]))
+        col_kernel = paddle.concat([eye, eye[k // 2:k // 2 + 1]]).reshape([1, k + 1, k, 1])
         out = F.conv2d(mixed.reshape([-1, k + 1, h, w]), col_kernel, padding=[k // 2, 0])
         return out.reshape([-1, c, h, w])
 
