@@ -10,7 +10,9 @@ each other down through their OpenMP/MKL runtimes -- and the processes alternate
 rounds of each process's median latency, and the ratio ours / authors'. Our process runs with
 its OpenMP threads pinned to cores (``KMP_AFFINITY``, the default of deploy/python/predict_cls.py;
 ``--no-pin`` to turn off); the authors' PyTorch uses GNU OpenMP, and no pinning we tried
-(``OMP_PROC_BIND``/``OMP_PLACES``, ``GOMP_CPU_AFFINITY``, ``taskset``) made it faster.
+(``OMP_PROC_BIND``/``OMP_PLACES``, ``GOMP_CPU_AFFINITY``, ``taskset``) made it faster. Our
+predictor keeps its intermediate tensors allocated between calls (``keep_intermediates``, the
+setting deploy/configs/inference_cls.yaml ships; ``--free-intermediates`` times Paddle's default).
 
     python benchmarks/vs_authors.py --model TransXNet_T \\
         --authors-python /tmp/tx/venv/bin/python --authors-path /tmp/tx:/tmp/tx/stubs \\
@@ -98,7 +100,8 @@ def child_ours(args):
     sys.path.insert(0, ROOT)
     from ppvision_hybrid.inference import create_predictor
     x = np.random.RandomState(0).standard_normal((1, 3, args.image_size, args.image_size)).astype("float32")
-    predictor = create_predictor(args.model_dir, enable_mkldnn=not args.no_onednn, cpu_threads=args.threads)
+    predictor = create_predictor(args.model_dir, enable_mkldnn=not args.no_onednn, cpu_threads=args.threads,
+                                 keep_intermediates=not args.free_intermediates)
     out = predictor(x)
     expected = np.load(os.path.join(args.model_dir, "expected.npy"))
     error = float(np.abs(out - expected).max() / np.abs(expected).max())
@@ -138,7 +141,7 @@ def _forward_args(args):
            "--image-size", str(args.image_size), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
            "--authors-path", args.authors_path, "--authors-build", args.authors_build,
            "--authors-kwargs", args.authors_kwargs, "--authors-framework", args.authors_framework]
-    return out + (["--no-onednn"] if args.no_onednn else [])
+    return out + (["--no-onednn"] if args.no_onednn else []) + (["--free-intermediates"] if args.free_intermediates else [])
 
 
 def parse_args(argv=None):
@@ -156,6 +159,10 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=6, help="timed calls per process")
     parser.add_argument("--no-onednn", action="store_true", help="time our predictor without oneDNN")
+    parser.add_argument("--free-intermediates", action="store_true",
+                        help="free our predictor's intermediate tensors after their last use, Paddle's default "
+                             "(by default they stay allocated between calls, Global.keep_intermediates of "
+                             "deploy/configs/inference_cls.yaml)")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin our predictor's threads (KMP_AFFINITY, as predict_cls.py does by default)")
     parser.add_argument("--child", choices=("authors", "ours"), help=argparse.SUPPRESS)
@@ -190,7 +197,8 @@ def main(argv=None):
     # Best case: each side's fastest call over all rounds. Interference from other virtual
     # machines only adds time, so on a shared host this ratio drifts less than the medians'.
     authors_best, ours_best = min(best["authors"]), min(best["ours"])
-    backend = "Paddle Inference" + ("" if args.no_onednn else " + oneDNN") + ("" if args.no_pin else ", pinned")
+    backend = ("Paddle Inference" + ("" if args.no_onednn else " + oneDNN") + ("" if args.no_pin else ", pinned")
+               + (", intermediates freed" if args.free_intermediates else ", intermediates kept"))
     print(f"| {args.model} | {args.authors_framework} ({args.authors_build}) | {authors:.1f} | {backend} | "
           f"{ours:.1f} | {ours / authors:.2f} | {args.threads} |")
     print(f"best calls: authors {authors_best:.1f} ms, ours {ours_best:.1f} ms, ratio {ours_best / authors_best:.2f}")

@@ -204,16 +204,48 @@ def _paddle_has_cuda():
     return paddle.device.is_compiled_with_cuda()
 
 
+#: Paddle's threshold (GB) for freeing intermediate tensors; negative: never free them.
+_GC_FLAG = "FLAGS_eager_delete_tensor_gb"
+
+
+@contextlib.contextmanager
+def _garbage_collection(enabled):
+    """Within the block, executors being built free intermediates (``enabled``, Paddle's
+    default) or keep them all (see :class:`Predictor`); the previous value comes back after."""
+    if enabled:
+        yield
+        return
+    import paddle
+    saved = paddle.get_flags([_GC_FLAG])
+    paddle.set_flags({_GC_FLAG: -1.0})
+    try:
+        yield
+    finally:
+        paddle.set_flags(saved)
+
+
 class Predictor:
     """A Paddle Inference predictor with a NumPy interface.
 
     ``predictor(batch)`` takes an NCHW float32 array and returns the first output (logits,
     probabilities) or, for models with several outputs (``features_only`` exports), a list.
+
+    ``keep_intermediates=True`` keeps every intermediate tensor allocated between calls instead
+    of freeing each after its last use: lower latency, more memory (all activations of a call
+    stay allocated; they grow with the batch). By default Paddle 3.x frees them from a
+    background thread and allocates them afresh on every call; on the 2-core CPU that cost
+    TransXNet-T at batch 1, 2 threads, about a quarter of its latency (median 140 -> 104 ms,
+    +270 MB resident; docs/benchmarks.md). Paddle reads the setting
+    (``FLAGS_eager_delete_tensor_gb``, process-wide) when it builds the executor on the first
+    call, so the flag is set for that call only and restored afterwards: other predictors in
+    the process keep their own setting.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, keep_intermediates=False):
         from paddle import inference
         self.config = config
+        self.keep_intermediates = bool(keep_intermediates)
+        self._executor_built = False
         self.predictor = inference.create_predictor(config)
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()
@@ -228,16 +260,22 @@ class Predictor:
             array = np.ascontiguousarray(array, dtype=np.float32)
             handle.reshape(list(array.shape))
             handle.copy_from_cpu(array)
-        self.predictor.run()
+        if self._executor_built:
+            self.predictor.run()
+        else:
+            with _garbage_collection(enabled=not self.keep_intermediates):
+                self.predictor.run()
+            self._executor_built = True
         outputs = [h.copy_to_cpu() for h in self._outputs]
         return outputs[0] if len(outputs) == 1 else outputs
 
     run = __call__
 
 
-def create_predictor(model_path, **kwargs):
-    """:class:`Predictor` for an exported model; keyword arguments as in :func:`create_config`."""
-    return Predictor(create_config(model_path, **kwargs))
+def create_predictor(model_path, keep_intermediates=False, **kwargs):
+    """:class:`Predictor` for an exported model; ``keep_intermediates`` as in :class:`Predictor`,
+    the other keyword arguments as in :func:`create_config`."""
+    return Predictor(create_config(model_path, **kwargs), keep_intermediates=keep_intermediates)
 
 
 def relative_error(actual, expected):

@@ -94,6 +94,34 @@ def test_paddle_inference_matches_dygraph(exported, name, onednn):
         assert err <= RTOL, f"{name} oneDNN={onednn} input {list(x.shape)}: relative error {err:.2e}"
 
 
+def test_keep_intermediates_builds_the_executor_without_freeing_and_restores_the_flag(exported):
+    """``keep_intermediates``: the executor is built (first call) with Paddle's freeing of
+    intermediates off, the process-wide flag is back to its value right after, and the outputs
+    stay right at every shape (new shapes reallocate the kept tensors)."""
+    from ppvision_hybrid import inference
+    model_dir, cases = exported(MODELS[0])
+    before = paddle.get_flags([inference._GC_FLAG])[inference._GC_FLAG]
+    seen = []
+
+    class Recording:  # stands in for paddle's predictor: records the flag at each run
+        def __init__(self, real):
+            self.real = real
+
+        def run(self):
+            seen.append(paddle.get_flags([inference._GC_FLAG])[inference._GC_FLAG])
+            return self.real.run()
+
+    for keep in (True, False):
+        seen.clear()
+        predictor = create_predictor(model_dir, cpu_threads=1, keep_intermediates=keep)
+        predictor.predictor = Recording(predictor.predictor)
+        for x, expected in cases:
+            err = relative_error(predictor(x), expected)
+            assert err <= RTOL, f"keep_intermediates={keep} input {list(x.shape)}: relative error {err:.2e}"
+        assert seen == [-1.0 if keep else before] + [before] * (len(cases) - 1), (keep, seen)
+        assert paddle.get_flags([inference._GC_FLAG])[inference._GC_FLAG] == before
+
+
 #: (batch, H, W) fed to a fixed-size export: the repeated shape with new values, then batch 2
 FIXED_CASES = ((1, 224, 224), (1, 224, 224), (2, 224, 224))
 
@@ -378,7 +406,8 @@ def test_predict_cls_config_and_overrides(tmp_path):
     args = predict_cls.parse_args(["-o", "Global.batch_size=4", "-o", "PostProcess.Topk.topk=2",
                                    "--enable_mkldnn", "False", "--cpu_threads", "3", "--use_tensorrt",
                                    "--precision", "fp16", "--trt_max_shape", "8x3x320x320",
-                                   "--model_dir", "m", "--infer_imgs", "i", "--pin_cpu_threads", "False"])
+                                   "--model_dir", "m", "--infer_imgs", "i", "--pin_cpu_threads", "False",
+                                   "--keep_intermediates", "False"])
     config = predict_cls.build_config(args)
     g = config["Global"]
     assert (g["batch_size"], g["enable_mkldnn"], g["cpu_num_threads"], g["use_tensorrt"], g["use_fp16"]) == \
@@ -386,6 +415,9 @@ def test_predict_cls_config_and_overrides(tmp_path):
     assert g["trt_max_shape"] == "8x3x320x320" and predict_cls._shape(g["trt_max_shape"]) == [8, 3, 320, 320]
     assert config["PostProcess"]["Topk"]["topk"] == 2
     assert g["inference_model_dir"] == "m" and g["infer_imgs"] == "i" and g["pin_cpu_threads"] is False
+    assert g["keep_intermediates"] is False  # the shipped config keeps them (lower latency at batch 1)
+    assert predict_cls.load_config(os.path.join(ROOT, "deploy", "configs", "inference_cls.yaml"))[
+        "Global"]["keep_intermediates"] is True
     # TensorRT without a GPU is refused with a clear message (before touching the model).
     from ppvision_hybrid.inference import create_config
     with pytest.raises((ValueError, FileNotFoundError)):

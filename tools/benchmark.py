@@ -54,6 +54,9 @@ def parse_args(argv=None):
     parser.add_argument("--repeats_batch", type=int, default=3, help="timed runs at --batch")
     parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     parser.add_argument("--no_write", action="store_true", help="print the table only")
+    parser.add_argument("--free_intermediates", action="store_true",
+                        help="Paddle Inference frees intermediate tensors after their last use (Paddle's default); "
+                             "by default they stay allocated between calls, as deploy/configs/inference_cls.yaml ships")
     return parser.parse_args(argv)
 
 
@@ -119,7 +122,7 @@ def _median_ms(fn, warmup, repeats):
     return float(np.median(time_calls(fn, warmup, repeats)))
 
 
-def _runners(name, backend, model, model_dir, onnx_file, threads, batch):
+def _runners(name, backend, model, model_dir, onnx_file, threads, batch, keep_intermediates=True):
     """A callable running one batch for ``backend`` (None when unavailable)."""
     import paddle
     from ppvision_hybrid.inference import create_predictor
@@ -136,7 +139,8 @@ def _runners(name, backend, model, model_dir, onnx_file, threads, batch):
                 return model(paddle.to_tensor(x, place=place)).numpy()  # .numpy() waits for the GPU
         return run
     if backend in ("paddle_onednn", "paddle_native"):
-        return create_predictor(model_dir, enable_mkldnn=backend == "paddle_onednn", cpu_threads=threads)
+        return create_predictor(model_dir, enable_mkldnn=backend == "paddle_onednn", cpu_threads=threads,
+                                keep_intermediates=keep_intermediates)
     if backend == "onnxruntime":
         if onnx_file is None:
             return None
@@ -144,11 +148,11 @@ def _runners(name, backend, model, model_dir, onnx_file, threads, batch):
         session = onnx_session(onnx_file, threads)
         return lambda x: run_onnx(session, x)
     if backend == "paddle_gpu":
-        return create_predictor(model_dir, use_gpu=True)
+        return create_predictor(model_dir, use_gpu=True, keep_intermediates=keep_intermediates)
     if backend.startswith("paddle_trt"):
         precision = backend.rsplit("_", 1)[1]
         return create_predictor(model_dir, use_gpu=True, use_tensorrt=True, precision=precision,
-                                max_batch_size=batch)
+                                max_batch_size=batch, keep_intermediates=keep_intermediates)
     raise ValueError(f"unknown backend {backend}")
 
 
@@ -186,7 +190,8 @@ def benchmark_model(name, backends, args, log=print):
             reference = model(paddle.to_tensor(x1)).numpy()
         for backend in backends:
             try:
-                run = _runners(name, backend, model, model_dir, onnx_file, args.threads, args.batch)
+                run = _runners(name, backend, model, model_dir, onnx_file, args.threads, args.batch,
+                               keep_intermediates=not args.free_intermediates)
             except Exception as err:  # a backend that cannot run this model is reported, not fatal
                 log(f"  {name} {backend}: unavailable ({str(err).splitlines()[0][:160]})")
                 run = None
@@ -256,6 +261,9 @@ def main(argv=None):
         if args.trt:
             backends += ["paddle_trt_fp32", "paddle_trt_fp16"]
     description = machine_description(env)
+    description += ("\n- Paddle Inference predictors: intermediate tensors "
+                    + ("freed after their last use (Paddle's default)" if args.free_intermediates
+                       else "kept allocated between calls (keep_intermediates, as inference_cls.yaml ships)"))
     print(description)
     rows = [benchmark_model(name, backends, args) for name in names]
     table = markdown_table(rows, backends, args.batch)

@@ -249,7 +249,8 @@ class ClsPredictor:
             precision="fp16" if g.get("use_fp16") else "fp32",
             min_subgraph_size=int(g.get("min_subgraph_size", 3)),
             max_batch_size=int(g.get("batch_size", 1)), dynamic_shape=dynamic_shape,
-            ir_optim=bool(g.get("ir_optim", True)), pin_threads=bool(g.get("pin_cpu_threads", False)))
+            ir_optim=bool(g.get("ir_optim", True)), pin_threads=bool(g.get("pin_cpu_threads", False)),
+            keep_intermediates=bool(g.get("keep_intermediates", False)))
         self.ops = build_transforms(config.get("PreProcess", {}).get("transform_ops"))
         topk_cfg = dict(config.get("PostProcess", {}).get("Topk", {}) or {})
         self.postprocess = Topk(base_dir=ROOT, **topk_cfg)
@@ -302,6 +303,9 @@ def parse_args(argv=None):
     parser.add_argument("--cpu_threads", type=int, help="= Global.cpu_num_threads")
     parser.add_argument("--pin_cpu_threads", **bool_flag,
                         help="= Global.pin_cpu_threads: KMP_AFFINITY thread i on core i (unless set)")
+    parser.add_argument("--keep_intermediates", **bool_flag,
+                        help="= Global.keep_intermediates: intermediate tensors stay allocated between calls "
+                             "(lower latency, more memory)")
     parser.add_argument("--use_gpu", **bool_flag)
     parser.add_argument("--gpu_id", type=int)
     parser.add_argument("--use_tensorrt", **bool_flag)
@@ -322,7 +326,7 @@ def build_config(args):
     g = config.setdefault("Global", {})
     mapping = {"model_dir": "inference_model_dir", "infer_imgs": "infer_imgs", "batch_size": "batch_size",
                "enable_mkldnn": "enable_mkldnn", "cpu_threads": "cpu_num_threads", "use_gpu": "use_gpu",
-               "pin_cpu_threads": "pin_cpu_threads",
+               "pin_cpu_threads": "pin_cpu_threads", "keep_intermediates": "keep_intermediates",
                "gpu_id": "gpu_id", "use_tensorrt": "use_tensorrt", "trt_min_shape": "trt_min_shape",
                "trt_opt_shape": "trt_opt_shape", "trt_max_shape": "trt_max_shape", "benchmark": "benchmark"}
     for arg, key in mapping.items():
