@@ -25,6 +25,16 @@ def test_vs_authors_alternates_processes_and_reports_a_ratio(tmp_path, capsys):
     assert result["ours_best_ms"] <= result["ours_ms"] and result["authors_best_ms"] <= result["authors_ms"]
     out = capsys.readouterr().out
     assert "| MixFormer_B0 | paddle (stand_in:build) |" in out and "best calls: authors" in out
+    assert "intermediates kept" in out  # the predictor setting the deploy config ships
+
+
+def test_vs_authors_forwards_the_predictor_settings_to_our_process():
+    args = vs_authors.parse_args(["--model", "TransXNet_T", "--authors-build", "m:f", "--model-dir", "d"])
+    assert "--free-intermediates" not in vs_authors._forward_args(args)
+    args = vs_authors.parse_args(["--model", "TransXNet_T", "--authors-build", "m:f", "--model-dir", "d",
+                                  "--free-intermediates", "--no-onednn"])
+    forwarded = vs_authors.parse_args(vs_authors._forward_args(args))
+    assert forwarded.free_intermediates and forwarded.no_onednn
 
 
 def test_only_our_side_is_pinned_and_with_the_library_setting(monkeypatch):
@@ -32,7 +42,10 @@ def test_only_our_side_is_pinned_and_with_the_library_setting(monkeypatch):
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import benchmark
     monkeypatch.delenv("KMP_AFFINITY", raising=False)
+    monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
     assert benchmark.PIN_AFFINITY == CPU_AFFINITY
+    # MKL's AVX2 path on AMD CPUs for both sides (the authors' Paddle code uses MKL in dygraph)
+    assert vs_authors._thread_env(2, pin=False)["MKL_DEBUG_CPU_TYPE"] == "5"
     assert vs_authors._thread_env(2, pin=True)["KMP_AFFINITY"] == CPU_AFFINITY
     assert "KMP_AFFINITY" not in vs_authors._thread_env(2, pin=False)
     monkeypatch.setenv("KMP_AFFINITY", "disabled")  # a user's own setting wins
