@@ -81,24 +81,26 @@ def paddle_to_onnx_bytes(model_dir, opset=17, optimize="none", timeout=900):
             data = f.read()
     if not data:
         raise ConversionError(f"paddle2onnx returned an empty model for {model_dir}")
-    data = restore_group_norm_epsilon(data, group_norm_epsilons(model_dir))
+    data = restore_group_norm_epsilon(data, group_norm_epsilons(model_dir),
+                                      instance_norms=len(_program_epsilons(model_dir, "instance_norm")))
     if optimize == "onnxoptimizer":
         data = _onnxoptimizer_cleanup(data)
     return data
 
 
-def group_norm_epsilons(model_dir):
-    """``epsilon`` of every ``group_norm`` op of a Paddle 3.x (``.json``) program, in program
-    order; empty for the 2.6 format (its float32 attribute converts correctly)."""
+def _program_epsilons(model_dir, op_name):
+    """``epsilon`` of every ``op_name`` op of a Paddle 3.x (``.json``) program, in program order;
+    empty for the 2.6 format."""
     import json
     model_file, _ = model_files(model_dir)
     if not model_file.endswith(".json"):
         return []
     found = []
+    suffix = "." + op_name
 
     def walk(node):
         if isinstance(node, dict):
-            if str(node.get("#", "")).endswith(".group_norm"):
+            if str(node.get("#", "")).endswith(suffix):
                 for attr in node.get("A", []):
                     if isinstance(attr, dict) and attr.get("N") == "epsilon":
                         found.append(float(attr["AT"]["D"]))
@@ -113,11 +115,24 @@ def group_norm_epsilons(model_dir):
     return found
 
 
-def restore_group_norm_epsilon(data, epsilons):
-    """paddle2onnx 2.1.0 reads ``group_norm``'s float64 ``epsilon`` (Paddle 3.x programs) as if it
-    were float32 and writes about 1e-38 into the InstanceNormalization it lowers GroupNorm to, so
-    maps with small variance come out wrong (TransXNet-T: relative error 1.5e-3). Put the
-    program's values back, in order. Nothing else is touched; verification still decides."""
+def group_norm_epsilons(model_dir):
+    """``epsilon`` of every ``group_norm`` op of a Paddle 3.x (``.json``) program, in program
+    order; empty for the 2.6 format (its float32 attribute converts correctly)."""
+    return _program_epsilons(model_dir, "group_norm")
+
+
+def restore_group_norm_epsilon(data, epsilons, instance_norms=0):
+    """Put the program's ``group_norm`` epsilons into the InstanceNormalization nodes paddle2onnx
+    2.1.0 lowers GroupNorm to. For a Paddle 3.x program (float64 ``epsilon``) it writes whatever
+    memory it reads instead of the value: seen 0 on most nodes, and now and then -6.5e15,
+    -9.7e37 or 1.6e19, a different node on each conversion (TransXNet-T: relative error 1.5e-3
+    with the zeros, 8e-2 with a huge one; two bad conversions in a row made a CI run fail).
+
+    When the graph has exactly one InstanceNormalization per ``group_norm`` and the program has
+    no ``instance_norm`` ops (``instance_norms``, whose nodes would be indistinguishable), every
+    node gets its op's value in program order, whatever paddle2onnx wrote. Otherwise only values
+    no norm uses (not in [1e-30, 1]) are replaced, and only when all the program's group_norm
+    epsilons are equal. Nothing else is touched; verification still decides."""
     if not epsilons:
         return data
     import onnx
@@ -127,16 +142,15 @@ def restore_group_norm_epsilon(data, epsilons):
     def epsilon_of(node):
         return next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
 
-    broken = [n for n in model.graph.node if n.op_type == "InstanceNormalization" and epsilon_of(n) < 1e-30]
-    if not broken:
-        return data
-    if len(broken) == len(epsilons):
-        values = epsilons
+    nodes = [n for n in model.graph.node if n.op_type == "InstanceNormalization"]
+    if len(nodes) == len(epsilons) and not instance_norms:
+        targets, values = nodes, epsilons
     elif len(set(epsilons)) == 1:
-        values = epsilons[:1] * len(broken)
+        targets = [n for n in nodes if not 1e-30 <= epsilon_of(n) <= 1.0]
+        values = epsilons[:1] * len(targets)
     else:  # cannot tell which is which: leave it to verification
         return data
-    for node, value in zip(broken, values):
+    for node, value in zip(targets, values):
         kept = [a for a in node.attribute if a.name != "epsilon"]
         del node.attribute[:]
         node.attribute.extend(kept + [helper.make_attribute("epsilon", float(value))])
