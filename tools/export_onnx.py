@@ -81,29 +81,29 @@ def paddle_to_onnx_bytes(model_dir, opset=17, optimize="none", timeout=900):
             data = f.read()
     if not data:
         raise ConversionError(f"paddle2onnx returned an empty model for {model_dir}")
-    data = restore_group_norm_epsilon(data, group_norm_epsilons(model_dir),
-                                      instance_norms=len(_program_epsilons(model_dir, "instance_norm")))
+    norms = _program_epsilons(model_dir, ("group_norm", "instance_norm"))  # one read of the program
+    data = restore_group_norm_epsilon(data, norms["group_norm"], instance_norms=len(norms["instance_norm"]))
     if optimize == "onnxoptimizer":
         data = _onnxoptimizer_cleanup(data)
     return data
 
 
-def _program_epsilons(model_dir, op_name):
-    """``epsilon`` of every ``op_name`` op of a Paddle 3.x (``.json``) program, in program order;
-    empty for the 2.6 format."""
+def _program_epsilons(model_dir, op_names):
+    """{op name: ``epsilon`` of each such op of a Paddle 3.x (``.json``) program, in program
+    order} for every name in ``op_names``; empty lists for the 2.6 format."""
     import json
+    found = {name: [] for name in op_names}
     model_file, _ = model_files(model_dir)
     if not model_file.endswith(".json"):
-        return []
-    found = []
-    suffix = "." + op_name
+        return found
 
     def walk(node):
         if isinstance(node, dict):
-            if str(node.get("#", "")).endswith(suffix):
+            _, dot, name = str(node.get("#", "")).rpartition(".")
+            if dot and name in found:
                 for attr in node.get("A", []):
                     if isinstance(attr, dict) and attr.get("N") == "epsilon":
-                        found.append(float(attr["AT"]["D"]))
+                        found[name].append(float(attr["AT"]["D"]))
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -118,7 +118,7 @@ def _program_epsilons(model_dir, op_name):
 def group_norm_epsilons(model_dir):
     """``epsilon`` of every ``group_norm`` op of a Paddle 3.x (``.json``) program, in program
     order; empty for the 2.6 format (its float32 attribute converts correctly)."""
-    return _program_epsilons(model_dir, "group_norm")
+    return _program_epsilons(model_dir, ("group_norm",))["group_norm"]
 
 
 def restore_group_norm_epsilon(data, epsilons, instance_norms=0):
