@@ -10,15 +10,24 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import vs_authors  # noqa: E402
 
 
-def test_vs_authors_alternates_processes_and_reports_a_ratio(tmp_path, capsys):
-    (tmp_path / "stand_in.py").write_text(
-        "import paddle\n"
-        "def build(width=8):\n"
-        "    return paddle.nn.Sequential(paddle.nn.Conv2D(3, width, 3), paddle.nn.ReLU())\n")
-    result = vs_authors.main([
+STAND_IN = ("import paddle\n"
+            "def build(width=8):\n"
+            "    return paddle.nn.Sequential(paddle.nn.Conv2D(3, width, 3), paddle.nn.ReLU())\n"
+            "def broken():\n"
+            "    raise RuntimeError('no such model here')\n")
+
+
+def run_against_stand_in(tmp_path, builder, *options):
+    """vs_authors.main with a tiny Paddle stand-in for the authors' model and our MixFormer-B0 at 64x64."""
+    (tmp_path / "stand_in.py").write_text(STAND_IN)
+    return vs_authors.main([
         "--model", "MixFormer_B0", "--authors-framework", "paddle", "--authors-path", str(tmp_path),
-        "--authors-build", "stand_in:build", "--authors-kwargs", '{"width": 4}', "--image-size", "64",
-        "--rounds", "2", "--warmup", "0", "--repeats", "1"])
+        "--authors-build", "stand_in:" + builder, "--image-size", "64", "--warmup", "0", *options])
+
+
+def test_vs_authors_alternates_processes_and_reports_a_ratio(tmp_path, capsys):
+    result = run_against_stand_in(tmp_path, "build", "--authors-kwargs", '{"width": 4}', "--rounds", "2",
+                                  "--repeats", "1")
     assert len(result["rounds"]["authors"]) == len(result["rounds"]["ours"]) == 2
     assert result["ratio"] == pytest.approx(result["ours_ms"] / result["authors_ms"])
     assert result["best_ratio"] == pytest.approx(result["ours_best_ms"] / result["authors_best_ms"])
@@ -26,6 +35,29 @@ def test_vs_authors_alternates_processes_and_reports_a_ratio(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| MixFormer_B0 | paddle (stand_in:build) |" in out and "best calls: authors" in out
     assert "intermediates kept" in out  # the predictor setting the deploy config ships
+
+
+def test_vs_authors_interleaved_keeps_both_processes_and_pairs_single_calls(tmp_path, capsys):
+    result = run_against_stand_in(tmp_path, "build", "--interleave", "3", "--gap-ms", "1", "--max-ratio", "1e6")
+    calls = result["calls"]
+    assert len(calls["authors"]) == len(calls["ours"]) == 3 and min(calls["authors"] + calls["ours"]) > 0
+    ratios = sorted(o / a for o, a in zip(calls["ours"], calls["authors"]))
+    assert result["pair_ratio"] == pytest.approx(ratios[1])
+    assert result["ratio"] == pytest.approx(sorted(calls["ours"])[1] / sorted(calls["authors"])[1])
+    assert "interleaved, 3 calls per side: median of per-pair ratios" in capsys.readouterr().out
+
+
+def test_vs_authors_fails_when_the_goal_is_missed(capsys):
+    vs_authors.check_goal(0.8, 0.8)  # at the goal: met
+    vs_authors.check_goal(5.0, None)  # no goal given
+    with pytest.raises(SystemExit) as failed:
+        vs_authors.check_goal(0.81, 0.8)
+    assert failed.value.code == 1 and "goal missed: ratio 0.81 > 0.80" in capsys.readouterr().err
+
+
+def test_vs_authors_interleaved_reports_a_failing_side(tmp_path):
+    with pytest.raises(SystemExit, match="authors run failed(.|\n)*no such model here"):
+        run_against_stand_in(tmp_path, "broken", "--interleave", "2", "--gap-ms", "1")
 
 
 def test_vs_authors_forwards_the_predictor_settings_to_our_process():
