@@ -63,34 +63,30 @@ def _thread_env(threads, pin=False):
     return env
 
 
-def _time_calls(run, warmup, repeats):
-    """(median, min) milliseconds; tools/benchmark.py imports only the standard library at the
-    top, so the authors' interpreter (which may lack paddle) can use its timer too."""
+def _timer():
+    """tools/benchmark.py's ``time_calls``; that module imports only the standard library at the
+    top, so the authors' interpreter (which may lack paddle) can use it too."""
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
     from tools.benchmark import time_calls
-    times = time_calls(run, warmup, repeats)
-    return times[len(times) // 2], times[0]
+    return time_calls
 
 
 def _time_or_serve(run, args, info):
     """A round's child: time ``repeats`` calls and print one JSON line. With ``--serve`` (the
     interleaved mode): warm up, print a ready line, then time one call per ``run`` line on stdin
     and print its milliseconds, until stdin closes."""
+    time_calls = _timer()
     if not args.serve:
-        median, best = _time_calls(run, args.warmup, args.repeats)
-        print(json.dumps(dict(info, median_ms=median, min_ms=best)), flush=True)
+        times = time_calls(run, args.warmup, args.repeats)
+        print(json.dumps(dict(info, median_ms=times[len(times) // 2], min_ms=times[0])), flush=True)
         return
-    import time
-    for _ in range(args.warmup):
-        run()
+    time_calls(run, args.warmup, 0)
     print(json.dumps(dict(info, ready=True)), flush=True)
     for line in sys.stdin:
         if line.strip() != "run":
             break
-        start = time.perf_counter()
-        run()
-        print(json.dumps(dict(ms=(time.perf_counter() - start) * 1e3)), flush=True)
+        print(json.dumps(dict(ms=time_calls(run, 0, 1)[0])), flush=True)
 
 
 def child_authors(args):
@@ -264,7 +260,8 @@ def parse_args(argv=None):
                         help="instead of rounds: keep both processes alive and alternate single calls, "
                              "N per side (ABBA order); reports the median of the per-pair ratios too")
     parser.add_argument("--gap-ms", type=float, default=50.0,
-                        help="pause before each interleaved call (Intel OpenMP's spin after a call is capped at half of it)")
+                        help="pause before each interleaved call (Intel OpenMP's spin after a call is "
+                             "capped at half of it)")
     parser.add_argument("--max-ratio", type=float, default=None, metavar="R",
                         help="exit with status 1 when the ratio of medians (ours / authors') exceeds R "
                              "(the goal of docs/benchmarks.md is 0.8)")
@@ -290,17 +287,22 @@ def _backend(args):
             + (", intermediates freed" if args.free_intermediates else ", intermediates kept"))
 
 
+def _report(args, authors, ours, authors_best, ours_best, mode="", **extra):
+    """Print the table row and the best-call line, apply ``--max-ratio``, return the numbers."""
+    print(f"| {args.model} | {args.authors_framework} ({args.authors_build}) | {authors:.1f} | "
+          f"{_backend(args)}{mode} | {ours:.1f} | {ours / authors:.2f} | {args.threads} |")
+    print(f"best calls: authors {authors_best:.1f} ms, ours {ours_best:.1f} ms, ratio {ours_best / authors_best:.2f}")
+    check_goal(ours / authors, args.max_ratio)
+    return dict(authors_ms=authors, ours_ms=ours, ratio=ours / authors, authors_best_ms=authors_best,
+                ours_best_ms=ours_best, best_ratio=ours_best / authors_best, **extra)
+
+
 def _report_interleaved(args, times):
-    authors, ours = _median(times["authors"]), _median(times["ours"])
     # each pair ran within about a second, so its ratio carries little of the machine's drift
     pair_ratio = _median([o / a for o, a in zip(times["ours"], times["authors"])])
-    authors_best, ours_best = min(times["authors"]), min(times["ours"])
-    print(f"| {args.model} | {args.authors_framework} ({args.authors_build}) | {authors:.1f} | {_backend(args)}, "
-          f"interleaved | {ours:.1f} | {ours / authors:.2f} | {args.threads} |")
-    print(f"interleaved, {args.interleave} calls per side: median of per-pair ratios {pair_ratio:.2f}; "
-          f"best calls: authors {authors_best:.1f} ms, ours {ours_best:.1f} ms, ratio {ours_best / authors_best:.2f}")
-    return dict(authors_ms=authors, ours_ms=ours, ratio=ours / authors, pair_ratio=pair_ratio, calls=times,
-                authors_best_ms=authors_best, ours_best_ms=ours_best, best_ratio=ours_best / authors_best)
+    print(f"interleaved, {args.interleave} calls per side: median of per-pair ratios {pair_ratio:.2f}")
+    return _report(args, _median(times["authors"]), _median(times["ours"]), min(times["authors"]),
+                   min(times["ours"]), mode=", interleaved", pair_ratio=pair_ratio, calls=times)
 
 
 def main(argv=None):
@@ -315,9 +317,7 @@ def main(argv=None):
         args.model_dir = args.model_dir or os.path.join(tmp, args.model)
         export_ours(args)
         if args.interleave:
-            result = _report_interleaved(args, interleaved(args))
-            check_goal(result["ratio"], args.max_ratio)
-            return result
+            return _report_interleaved(args, interleaved(args))
         results = {"authors": [], "ours": []}
         best = {"authors": [], "ours": []}
         for r in range(args.rounds):
@@ -328,16 +328,10 @@ def main(argv=None):
             print(f"round {r + 1}/{args.rounds}: authors {results['authors'][-1]:.1f} ms, "
                   f"ours {results['ours'][-1]:.1f} ms", flush=True)
 
-    authors, ours = _median(results["authors"]), _median(results["ours"])
     # Best case: each side's fastest call over all rounds. Interference from other virtual
     # machines only adds time, so on a shared host this ratio drifts less than the medians'.
-    authors_best, ours_best = min(best["authors"]), min(best["ours"])
-    print(f"| {args.model} | {args.authors_framework} ({args.authors_build}) | {authors:.1f} | {_backend(args)} | "
-          f"{ours:.1f} | {ours / authors:.2f} | {args.threads} |")
-    print(f"best calls: authors {authors_best:.1f} ms, ours {ours_best:.1f} ms, ratio {ours_best / authors_best:.2f}")
-    check_goal(ours / authors, args.max_ratio)
-    return dict(authors_ms=authors, ours_ms=ours, ratio=ours / authors, rounds=results,
-                authors_best_ms=authors_best, ours_best_ms=ours_best, best_ratio=ours_best / authors_best)
+    return _report(args, _median(results["authors"]), _median(results["ours"]), min(best["authors"]),
+                   min(best["ours"]), rounds=results)
 
 
 if __name__ == "__main__":
