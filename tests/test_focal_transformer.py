@@ -1,5 +1,6 @@
 """Focal Transformer: the authors' function (recorded outputs), converter coverage, any-size
 behaviour, detection setting, bounded attention cost. Runs without torch."""
+import gzip
 import os
 
 import numpy as np
@@ -12,8 +13,7 @@ from ppvision_hybrid.models.focal_transformer import (
     FocalTransformer, convert_official_state_dict, local_key_offsets, pooled_relative_position_index)
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-KEYS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
-                         "reference", "keys_focal_tiny.txt")
+KEYS_FILE = os.path.join(DATA, "focal_tiny_keys.txt.gz")  # the authors' Focal-T key list
 
 # Reduced-depth configurations whose official logits are recorded in tests/data (produced by
 # running the authors' code on the weights from official_layout_random_state, see
@@ -76,10 +76,8 @@ def test_matches_recorded_official_logits(case):
 
 
 def test_official_keys_all_mapped_with_shapes():
-    if not os.path.isfile(KEYS_FILE):
-        pytest.skip("shared/reference/keys_focal_tiny.txt not beside the checkout")
     official = {}
-    for line in open(KEYS_FILE):
+    for line in gzip.open(KEYS_FILE, "rt"):
         if line.strip():
             name, rest = line.split(" ", 1)
             shape = [int(s) for s in rest.split("]")[0].strip("[ ").split(",") if s.strip()]
