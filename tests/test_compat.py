@@ -1,5 +1,8 @@
-"""ppvision_hybrid.compat: one test per fix showing the toolkit piece breaks without it and works
-(with the toolkit's own semantics) with it, plus version refusal and idempotence."""
+"""ppvision_hybrid.compat: each fix is applied only when its probe finds the bug in the imported
+toolkit code. Per fix: the wheel's code has the bug (probe True, patched); a stand-in with the
+fixed behaviour of the toolkits' develop branches is left untouched (probe False); a probe that
+sees something else stops with a message naming it. Then one test per fix showing the toolkit
+piece breaks without it and gives the toolkit's own results with it."""
 import numpy as np
 import pytest
 
@@ -9,6 +12,7 @@ import ppdet  # noqa: E402,F401
 import paddle  # noqa: E402
 
 from ppvision_hybrid import compat  # noqa: E402
+from ppvision_hybrid.compat import fixes, probes  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -17,14 +21,139 @@ def fixes_applied():
     yield
 
 
-def test_versions_pinned_and_unknown_refused(monkeypatch):
-    compat.check_versions()  # the installed versions are the supported ones
-    monkeypatch.setitem(compat.SUPPORTED_VERSIONS, "paddledet", ("9.9.9",))
-    monkeypatch.delenv("PPVH_COMPAT_ALLOW_UNTESTED", raising=False)
-    with pytest.raises(compat.UnsupportedToolkitVersion, match="paddledet==2.6.0"):
-        compat.apply_fixes("ppdet")
-    with pytest.raises(ValueError, match="unknown fix"):
-        compat.apply_fixes(disable=["no_such_fix"])
+# ---- probes: bug present -> patched, bug absent -> untouched, undecided -> named ---------------
+def _rois_fixed(self, boxes, im_shape):
+    """CascadeHead._get_rois_from_boxes as develop behaves: per-image counts as [1] slices."""
+    return list(boxes), paddle.concat([paddle.shape(b)[0:1] for b in boxes])
+
+
+def _calculate_area_fixed(pred, label, num_classes, ignore_index=255):
+    valid = label != ignore_index
+    areas = [[], [], []]
+    for i in range(num_classes):
+        pred_i = paddle.logical_and(pred == i, valid)
+        label_i = label == i
+        for area, mask in zip(areas, (paddle.logical_and(pred_i, label_i), pred_i, label_i)):
+            area.append(paddle.sum(mask.astype("int64")))
+    return tuple(paddle.stack(a) for a in areas)
+
+
+def _export_spec_fixed(self, save_dir, prune_input=True, kl_quant=False, **kwargs):
+    spec = [{"image": paddle.static.InputSpec([None, 3, -1, -1], name="image"),
+             "im_shape": paddle.static.InputSpec([None, 2], name="im_shape"),
+             "scale_factor": paddle.static.InputSpec([None, 2], name="scale_factor")}]
+    return paddle.jit.to_static(self.model, input_spec=spec, full_graph=True), spec
+
+
+def _seg_train_fixed(*args, **kwargs):
+    """core.train whose loss list holds [1]-shaped losses, as develop's loop expects nothing else."""
+    import importlib
+    train_module = importlib.import_module("paddleseg.core.train")  # the module, not the function
+    original = train_module.loss_computation
+    train_module.loss_computation = lambda *a, **k: [l.reshape([1]) for l in original(*a, **k)]
+    try:
+        return train_module.train(*args, **kwargs)
+    finally:
+        train_module.loss_computation = original
+
+
+def _owner(path):
+    module, attr = path.rsplit(":", 1)
+    obj = __import__(module, fromlist=["_"])
+    for part in attr.split(".")[:-1]:
+        obj = getattr(obj, part)
+    return obj, attr.split(".")[-1]
+
+
+#: (fix, toolkit) -> (toolkit attribute the probe calls, stand-in with develop's fixed behaviour)
+STAND_INS = {
+    ("concat_0d", "ppdet"): ("ppdet.modeling.heads.cascade_head:CascadeHead._get_rois_from_boxes",
+                             _rois_fixed),
+    ("concat_0d", "paddleseg"): ("paddleseg.utils.metrics:calculate_area", _calculate_area_fixed),
+    ("det_export_full_graph", "ppdet"): ("ppdet.engine.trainer:Trainer._get_infer_cfg_and_input_spec",
+                                         _export_spec_fixed),
+    ("det_multiclass_nms_pir", "ppdet"): ("ppdet.modeling.ops:multiclass_nms",
+                                          fixes.multiclass_nms_phi),
+    ("det_bbox_post_branch_free", "ppdet"): ("ppdet.modeling.post_process:BBoxPostProcess.get_pred",
+                                             fixes.get_pred_branch_free),
+    ("seg_ce_float", "paddleseg"): ("paddleseg.models.losses.cross_entropy_loss:"
+                                    "CrossEntropyLoss._post_process_loss", fixes.post_process_loss_float),
+    ("seg_train_loss_shape", "paddleseg"): ("paddleseg.core:train", _seg_train_fixed),
+}
+
+
+def test_every_fix_has_a_probe_and_a_stand_in():
+    expected = {(n, t) for n, (owner, _) in compat.FIXES.items()
+                for t in ("ppdet", "paddleseg") if owner in ("both", t)}
+    assert set(probes.PROBES) == expected == set(STAND_INS)
+    assert compat.applied_fixes() == sorted(compat.FIXES)  # the wheels have all six bugs
+    assert set(compat.probe_results().values()) == {"patched"}
+
+
+@pytest.fixture
+def reprobe():
+    """Forget the answers of the probes a test re-runs; afterwards re-probe and re-apply, so
+    the wheel's fixes are back for the next test."""
+    names = []
+    yield names.append
+    compat.forget_probes(names)
+    compat.apply_fixes()
+
+
+@pytest.mark.parametrize("key", sorted(STAND_INS), ids=lambda k: f"{k[0]}-{k[1]}")
+def test_probe_finds_the_bug_in_the_wheel_and_patches(key, reprobe):
+    name, toolkit = key
+    reprobe(name)
+    compat.forget_probes([name])
+    assert probes.run_probe(name, toolkit) is True  # the wheel's own code, unpatched
+    compat.apply_fixes(toolkit)
+    assert compat.probe_results()[key] == "patched"
+    assert probes.run_probe(name, toolkit) is False  # and the patched code passes its probe
+
+
+@pytest.mark.parametrize("key", sorted(STAND_INS), ids=lambda k: f"{k[0]}-{k[1]}")
+def test_probe_leaves_fixed_code_untouched(key, reprobe, monkeypatch):
+    name, toolkit = key
+    reprobe(name)
+    compat.forget_probes([name])
+    path, stand_in = STAND_INS[key]
+    owner, attr = _owner(path)
+    monkeypatch.setattr(owner, attr, stand_in)
+    modules = {m: __import__(m, fromlist=["_"]) for m in fixes.CONCAT_0D_MODULES[toolkit]}
+    assert probes.run_probe(name, toolkit) is False
+    compat.apply_fixes(toolkit)
+    assert compat.probe_results()[key] == "not needed"
+    assert getattr(owner, attr) is stand_in  # nothing was patched over it
+    if name == "concat_0d":
+        assert all(m.paddle is paddle for m in modules.values())
+
+
+@pytest.mark.parametrize("key", sorted(STAND_INS), ids=lambda k: f"{k[0]}-{k[1]}")
+def test_undecided_probe_names_itself(key, reprobe, monkeypatch):
+    name, toolkit = key
+    reprobe(name)
+    compat.forget_probes([name])
+    owner, attr = _owner(STAND_INS[key][0])
+
+    def changed(*args, **kwargs):
+        raise NotImplementedError("this toolkit changed its API")
+
+    monkeypatch.setattr(owner, attr, changed)
+    with pytest.raises(compat.ProbeUndecided, match=rf"compat probe '{name}' .*could not decide.*"
+                                                    rf"changed its API.*PPVH_COMPAT_DISABLE={name}"):
+        compat.apply_fixes(toolkit)
+    assert key not in compat.probe_results()
+    compat.apply_fixes(toolkit, disable=[name])  # the way out the message names
+
+
+def test_wrong_result_is_undecided_too(reprobe, monkeypatch):
+    reprobe("concat_0d")
+    compat.forget_probes(["concat_0d"])
+    from paddleseg.utils import metrics
+    monkeypatch.setattr(metrics, "calculate_area", lambda *a, **k: tuple(
+        paddle.zeros([3], "int64") for _ in range(3)))
+    with pytest.raises(compat.ProbeUndecided, match="wrong result"):
+        probes.run_probe("concat_0d", "paddleseg")
 
 
 def test_apply_is_idempotent_and_reversible():
@@ -37,6 +166,8 @@ def test_apply_is_idempotent_and_reversible():
         assert ops.multiclass_nms is not patched
         assert "det_multiclass_nms_pir" not in compat.applied_fixes()
     assert ops.multiclass_nms is patched
+    with pytest.raises(ValueError, match="unknown fix"):
+        compat.apply_fixes(disable=["no_such_fix"])
 
 
 # ---- 1. concat of 0-d tensors ---------------------------------------------------------------

@@ -23,22 +23,22 @@ seg_ce_float                paddleseg  CrossEntropyLoss int64 * float32 promotio
 seg_train_loss_shape        paddleseg  core.train indexes l[0] of 0-d losses
 ==========================  =========  ==========================================================
 
-Versions other than the ones measured are refused with :class:`UnsupportedToolkitVersion`
-(set ``PPVH_COMPAT_ALLOW_UNTESTED=1`` to try anyway, at your own risk).
+Each fix is applied only where it is needed: before patching, a probe makes a tiny call on the
+imported toolkit code that fails on the broken code (``compat.probes``). The PyPI wheels
+(paddledet 2.6.0, paddleseg 2.8.0) on Paddle 3.3.1 have all six bugs; PaddleDetection /
+PaddleSeg develop have none, and are left untouched. A probe that sees neither the known failure
+nor the correct result stops with :class:`ProbeUndecided`, naming the probe.
 """
 import contextlib
 import os
-from importlib import metadata
 
 from . import fixes as _fixes
+from .probes import ProbeUndecided, run_probe
 
-__all__ = ["apply_fixes", "revert_fixes", "fix_disabled", "applied_fixes", "FIXES",
-           "SUPPORTED_VERSIONS", "UnsupportedToolkitVersion", "check_versions"]
+__all__ = ["apply_fixes", "revert_fixes", "fix_disabled", "applied_fixes", "probe_results",
+           "forget_probes", "FIXES", "ProbeUndecided"]
 
-#: exact versions these fixes were written and tested against.
-SUPPORTED_VERSIONS = {"paddlepaddle": ("3.3.1",), "paddledet": ("2.6.0",), "paddleseg": ("2.8.0",)}
-
-#: name -> (toolkit, builder returning the Patch list)
+#: name -> (toolkit, builder returning the Patch list), in the order they are probed and applied
 FIXES = {
     "concat_0d": ("both", None),  # built per toolkit below
     "det_export_full_graph": ("ppdet", _fixes.fix_det_export_full_graph),
@@ -47,39 +47,12 @@ FIXES = {
     "seg_ce_float": ("paddleseg", _fixes.fix_seg_ce_float),
     "seg_train_loss_shape": ("paddleseg", _fixes.fix_seg_train_loss_shape),
 }
-_TOOLKITS = {"ppdet": "paddledet", "paddleseg": "paddleseg"}
+_TOOLKITS = ("ppdet", "paddleseg")
 
 # (fix name, toolkit) -> list of active Patch objects
 _ACTIVE = {}
-
-
-class UnsupportedToolkitVersion(RuntimeError):
-    """The installed Paddle / toolkit version is not one the fixes were verified on."""
-
-
-def _installed_version(dist):
-    if dist == "paddlepaddle":
-        import paddle
-        return paddle.__version__
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def check_versions(toolkits=("ppdet", "paddleseg")):
-    """Raise :class:`UnsupportedToolkitVersion` unless every version matches exactly."""
-    problems = []
-    for dist in ["paddlepaddle"] + [_TOOLKITS[t] for t in toolkits]:
-        got = _installed_version(dist)
-        if got not in SUPPORTED_VERSIONS[dist]:
-            problems.append(f"{dist}=={got or 'not installed'} (supported: "
-                            f"{', '.join(SUPPORTED_VERSIONS[dist])})")
-    if problems and os.environ.get("PPVH_COMPAT_ALLOW_UNTESTED") != "1":
-        raise UnsupportedToolkitVersion(
-            "ppvision_hybrid.compat was written for exactly paddlepaddle 3.3.1, paddledet 2.6.0 "
-            "and paddleseg 2.8.0; found " + "; ".join(problems) + ". Install the pinned versions "
-            "(requirements-dense.txt) or set PPVH_COMPAT_ALLOW_UNTESTED=1 to try anyway.")
+# (fix name, toolkit) -> True (bug found: patched) / False (bug absent: untouched)
+_PROBED = {}
 
 
 def _normalise_toolkits(toolkits):
@@ -88,7 +61,7 @@ def _normalise_toolkits(toolkits):
     toolkits = tuple(toolkits)
     unknown = [t for t in toolkits if t not in _TOOLKITS]
     if unknown:
-        raise ValueError(f"unknown toolkit(s) {unknown}; choose from {sorted(_TOOLKITS)}")
+        raise ValueError(f"unknown toolkit(s) {unknown}; choose from {list(_TOOLKITS)}")
     return toolkits
 
 
@@ -97,26 +70,48 @@ def _env_disabled():
 
 
 def apply_fixes(toolkits=("ppdet", "paddleseg"), disable=()):
-    """Apply every fix for ``toolkits`` except those in ``disable`` (and PPVH_COMPAT_DISABLE).
+    """Probe every fix for ``toolkits`` (except those in ``disable`` and PPVH_COMPAT_DISABLE) and
+    apply the ones whose bug the imported toolkit has.
 
-    Idempotent: a fix already active is left alone. Returns the names active afterwards."""
+    Each probe runs once per process (its answer is kept); a fix already active is left alone.
+    Returns the names active afterwards. Raises :class:`ProbeUndecided` naming the probe when
+    one cannot decide."""
     toolkits = _normalise_toolkits(toolkits)
     disable = set(disable) | _env_disabled()
     unknown = disable - set(FIXES)
     if unknown:
         raise ValueError(f"unknown fix name(s) {sorted(unknown)}; known: {sorted(FIXES)}")
-    check_versions(toolkits)
     for name, (owner, builder) in FIXES.items():
         if name in disable:
             continue
         for toolkit in toolkits:
-            if owner not in ("both", toolkit) or (name, toolkit) in _ACTIVE:
+            key = (name, toolkit)
+            if owner not in ("both", toolkit) or key in _ACTIVE:
+                continue
+            if key not in _PROBED:
+                _PROBED[key] = run_probe(name, toolkit)
+            if not _PROBED[key]:
                 continue
             patches = _fixes.fix_concat_0d(toolkit) if name == "concat_0d" else builder()
             for p in patches:
                 p.apply()
-            _ACTIVE[(name, toolkit)] = patches
+            _ACTIVE[key] = patches
     return applied_fixes()
+
+
+def probe_results():
+    """{(fix name, toolkit): "patched" | "not needed" | "probed, not applied"} for every fix
+    probed so far in this process."""
+    return {key: ("patched" if key in _ACTIVE else "not needed" if not found
+                  else "probed, not applied") for key, found in sorted(_PROBED.items())}
+
+
+def forget_probes(names=None):
+    """Undo the named fixes (all when None) and forget their probe answers, so the next
+    :func:`apply_fixes` probes the toolkit code again (tests swap that code)."""
+    revert_fixes(names)
+    for key in [k for k in _PROBED if names is None or k[0] in names]:
+        del _PROBED[key]
 
 
 def revert_fixes(names=None):

@@ -1,4 +1,4 @@
-"""The six fixes, each written here from the failure it addresses (toolkit_compat.md).
+"""The six fixes, each written here from the failure it addresses (docs/dense.md lists them).
 
 Every fix is a function returning a list of :class:`Patch` objects; nothing is changed until
 :func:`ppvision_hybrid.compat.apply_fixes` applies them.
@@ -70,9 +70,10 @@ def fix_det_export_full_graph():
     trainer_cls = trainer_module.Trainer
     original = trainer_cls.__dict__["_get_infer_cfg_and_input_spec"]
 
-    def _get_infer_cfg_and_input_spec(self, save_dir, prune_input=True, kl_quant=False):
-        _, input_spec = original(self, save_dir, prune_input=False, kl_quant=kl_quant)
-        static_model = paddle.jit.to_static(self.model, input_spec=input_spec, full_graph=True)
+    def _get_infer_cfg_and_input_spec(self, save_dir, prune_input=True, kl_quant=False, **kwargs):
+        _, input_spec = original(self, save_dir, prune_input=False, kl_quant=kl_quant, **kwargs)
+        model = kwargs.get("model") or self.model
+        static_model = paddle.jit.to_static(model, input_spec=input_spec, full_graph=True)
         return static_model, input_spec
 
     _get_infer_cfg_and_input_spec.__wrapped__ = original
