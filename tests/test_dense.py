@@ -97,8 +97,7 @@ def test_det_config_builds(config):
     from ppvision_hybrid.adapters.cli import load_det_config
     from ppdet.core.workspace import create
     arch = _arch_of(config)
-    if arch and arch not in ppvision_hybrid.list_models():
-        pytest.skip(f"{arch} is not registered")
+    assert arch in ppvision_hybrid.list_models(), f"{config}: arch {arch} is not registered"
     cfg = load_det_config(config, {"PVHBackbone": {"pretrained": False}})
     assert cfg.architecture in ("MaskRCNN", "CascadeRCNN", "RetinaNet")
     if "demo" not in config:  # the paper recipe: AdamW, no decay on norms, ImageNet statistics
@@ -126,8 +125,7 @@ def test_seg_config_builds(config):
     from paddleseg.cvlibs import Config, SegBuilder
     from ppvision_hybrid.adapters.cli import fill_pfpn_inplanes
     arch = _arch_of(config)
-    if arch and arch not in ppvision_hybrid.list_models():
-        pytest.skip(f"{arch} is not registered")
+    assert arch in ppvision_hybrid.list_models(), f"{config}: arch {arch} is not registered"
     cfg = Config(config, opts=["model.backbone.pretrained=False"])
     before = cfg.dic["model"].get("fpn_inplanes")
     fill_pfpn_inplanes(cfg.dic)

@@ -407,6 +407,9 @@ def det_configs():
                       '../_base_/{reader}.yml',
                     ]
                     # {family} paper setting: {setting} (batch 16 = 8 GPUs x 2 images)
+                    # PaddleDetection develop saves into save_dir, the 2.6 wheel into
+                    # save_dir/<config name>: ppvision_hybrid finds the weights in either
+                    save_dir: output/{setting}_{arch.lower()}_coco
                     weights: output/{setting}_{arch.lower()}_coco/model_final
                     """, det_optimizer(epochs, milestones, r["det_lr"], wd, r["nwd"]), f"""
                     PVHBackbone:
@@ -664,6 +667,7 @@ def demo_configs():
               '_demo_det_base.yml',
             ]
             # Tiny demo: any registered backbone via -o PVHBackbone.arch=<name>
+            save_dir: output/demo_det/{model}_demo
             weights: output/demo_det/{model}_demo/model_final
             PVHBackbone:
               arch: MixFormer_B0

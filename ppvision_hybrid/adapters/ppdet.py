@@ -14,6 +14,8 @@ YAML::
 Import through :func:`ppvision_hybrid.adapters.setup_det`, which applies the compat fixes
 first (ppdet's ``register`` raises on a class registered twice, so this module registers once).
 """
+import os
+
 import paddle.nn as nn
 
 from ppdet.core.workspace import register, serializable, global_config
@@ -21,7 +23,7 @@ from ppdet.modeling.shape_spec import ShapeSpec
 
 from .common import build_pyramid_backbone, freeze_stages, ChannelLayerNorm
 
-__all__ = ["PVHBackbone"]
+__all__ = ["PVHBackbone", "resolve_weights", "weights_layout_patches"]
 
 
 class PVHBackbone(nn.Layer):
@@ -61,3 +63,43 @@ class PVHBackbone(nn.Layer):
 # ppdet's register raises on a second registration (e.g. importlib.reload of this module)
 if "PVHBackbone" not in global_config:
     PVHBackbone = register(serializable(PVHBackbone))
+
+
+# ---- weights in either save layout ---------------------------------------------------------
+def resolve_weights(cfg, weights):
+    """Where ``weights`` (a path without .pdparams, as in ``weights: output/x/model_final``) is.
+
+    PaddleDetection develop's Checkpointer saves into ``save_dir``; the 2.6 wheel's into
+    ``save_dir/<config file name>``. A local path that does not exist is looked up in the other
+    layout (``D/<config name>/model_final`` or, for ``D/<config name>/model_final``,
+    ``D/model_final``); URLs and existing files are returned unchanged."""
+    if not isinstance(weights, str) or "://" in weights:
+        return weights
+    if os.path.exists(weights + ".pdparams") or os.path.isfile(weights):
+        return weights
+    parent, name = os.path.split(weights)
+    filename = cfg.get("filename") or ""
+    candidates = [os.path.join(parent, filename, name)] if filename else []
+    if filename and os.path.basename(parent) == filename:
+        candidates.append(os.path.join(os.path.dirname(parent), name))
+    for path in candidates:
+        if os.path.exists(path + ".pdparams"):
+            print(f"[ppvision_hybrid] weights {weights}.pdparams not found; using {path}.pdparams "
+                  f"(the other toolkit version's save layout)")
+            return path
+    return weights
+
+
+def weights_layout_patches():
+    """Trainer.load_weights / resume_weights through :func:`resolve_weights`."""
+    from ppdet.engine.trainer import Trainer
+    from ..compat._patching import Patch
+
+    def resolving(original):
+        def method(self, weights, *args, **kwargs):
+            return original(self, resolve_weights(self.cfg, weights), *args, **kwargs)
+        method.__name__, method.__wrapped__ = original.__name__, original
+        return method
+
+    return [Patch(Trainer, name, resolving(Trainer.__dict__[name]))
+            for name in ("load_weights", "resume_weights")]
