@@ -53,8 +53,9 @@ def det_session(argv, mode, extra_args=()):
     """Parse ppdet-style arguments, apply fixes, register PVHBackbone and return (cfg, args).
 
     ``extra_args``: (flags, kwargs) pairs added to the parser (e.g. ``--eval``)."""
-    from . import setup_det
+    from . import describe, setup_det
     setup_det()
+    print(f"[ppvision_hybrid] {describe('ppdet')}", file=sys.stderr)
     from ppdet.utils.cli import ArgsParser
     parser = ArgsParser()
     for flags, kwargs in extra_args:
@@ -85,8 +86,9 @@ def fill_pfpn_inplanes(dic):
 def seg_session(argv, description, extra_args=()):
     """Parse paddleseg-style arguments (``--config``, ``--opts k=v ...``), apply fixes, register
     PVHBackbone, and return (Config, SegBuilder, args)."""
-    from . import setup_seg
+    from . import describe, setup_seg
     setup_seg()
+    print(f"[ppvision_hybrid] {describe('paddleseg')}", file=sys.stderr)
     from paddleseg.cvlibs import Config, SegBuilder
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True)
