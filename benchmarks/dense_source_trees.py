@@ -29,14 +29,8 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-#: name -> (toolkit, demo config under configs/<det|seg>/demo/)
-PIPELINES = {
-    "mask_rcnn": ("det", "mask_rcnn_demo.yml"),
-    "cascade_mask_rcnn": ("det", "cascade_mask_rcnn_demo.yml"),
-    "retinanet": ("det", "retinanet_demo.yml"),
-    "upernet": ("seg", "upernet_demo.yml"),
-    "semantic_fpn": ("seg", "semantic_fpn_demo.yml"),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dense_all_families import PIPELINES  # noqa: E402  name -> (det|seg, demo config file)
 LABELS = {"mask_rcnn": "Mask R-CNN", "cascade_mask_rcnn": "Cascade Mask R-CNN",
           "retinanet": "RetinaNet", "upernet": "UperNet", "semantic_fpn": "Semantic FPN"}
 

@@ -325,14 +325,6 @@ def test_fix_seg_train_loss_shape(tmp_path):
     from paddleseg import core
     from paddleseg.models.losses import CrossEntropyLoss
 
-    class Tiny(paddle.nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.conv = paddle.nn.Conv2D(3, 2, 1)
-
-        def forward(self, x):
-            return [self.conv(x)]
-
     class Data(paddle.io.Dataset):
         def __len__(self):
             return 2
@@ -343,7 +335,7 @@ def test_fix_seg_train_loss_shape(tmp_path):
                     "gt_fields": []}
 
     def train(save):
-        model = Tiny()
+        model = probes.TinySegmenter()
         opt = paddle.optimizer.SGD(0.1, parameters=model.parameters())
         core.train(model, Data(), optimizer=opt, save_dir=str(tmp_path / save), iters=1,
                    batch_size=2, log_iters=1, save_interval=100,

@@ -183,18 +183,21 @@ def probe_seg_ce_float():
 
 
 # ---- 6. paddleseg core.train with 0-d losses ---------------------------------------------------
+class TinySegmenter(paddle.nn.Layer):
+    """A 1x1 conv to 2 classes, returning PaddleSeg's list of logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 2, 1)
+
+    def forward(self, x):
+        return [self.conv(x)]
+
+
 def probe_seg_train_loss_shape():
     """``paddleseg.core.train`` for one iteration of a one-conv model on one 4x4 image with a
     mean loss (logged every iteration): the broken code indexes ``l[0]`` of a 0-d loss."""
     from paddleseg import core
-
-    class Tiny(paddle.nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.conv = paddle.nn.Conv2D(3, 2, 1)
-
-        def forward(self, x):
-            return [self.conv(x)]
 
     class MeanSquare(paddle.nn.Layer):
         def forward(self, logit, label):
@@ -208,7 +211,7 @@ def probe_seg_train_loss_shape():
             return {"img": np.ones((3, 4, 4), "float32"), "label": np.zeros((4, 4), "int64"),
                     "trans_info": [], "gt_fields": []}
 
-    model = Tiny()
+    model = TinySegmenter()
     optimizer = paddle.optimizer.SGD(0.1, parameters=model.parameters())
     with tempfile.TemporaryDirectory() as save_dir:
         return _bug_or_result(
