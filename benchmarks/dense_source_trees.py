@@ -136,7 +136,7 @@ def _compare_text(row):
     parts = []
     for c in row["compare"]:
         if "bbox_num" in c:
-            mask = "" if "mask_pixels_differing" not in c else f", masks {c['mask_pixels_differing']:.1%} px differ"
+            mask = "" if "mask_pixels_differing" not in c else f", mask pixels differing {c['mask_pixels_differing']:.1e}"
             parts.append(f"{c['bbox_num']} boxes, max diff {c['bbox_max_abs_diff']:.1e}{mask}")
         else:
             parts.append(f"max logit diff {c['logits_max_abs_diff']:.1e}")
