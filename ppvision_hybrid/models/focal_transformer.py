@@ -113,6 +113,10 @@ def _stage_geometry(height, width, window, local_offsets, focal_window):
             the focal window is 1 (nothing is ever padded);
       unpart: [H*W] window-ordered position of each unpadded map token (reverse + crop);
       n_wh, n_ww.
+
+    Every integer term is multiplied by its stride before the terms are summed, never after: on
+    an int64 sum, Paddle 3.3.1's ``operator_scale_onednn_fuse_pass`` folds the multiplication
+    into the add as an output scale that the int64 kernel ignores (docs/deploy.md).
     """
     if in_legacy_static_mode():  # Paddle 2.6 to_static: sizes are int32 Variables; index math is int64
         height, width = paddle.cast(height, "int64"), paddle.cast(width, "int64")
@@ -129,14 +133,15 @@ def _stage_geometry(height, width, window, local_offsets, focal_window):
     rows = wi.reshape([-1, 1, 1, 1]) * window + t.reshape([1, 1, -1, 1])
     cols = wj.reshape([1, -1, 1, 1]) * window + t.reshape([1, 1, 1, -1])
     inside = ((rows < height) & (cols < width)).astype("int64")
-    part = (inside * (rows * width + cols) + (1 - inside) * (height * width)).reshape([-1])
+    raster = wi.reshape([-1, 1, 1, 1]) * (window * width) + t.reshape([1, 1, -1, 1]) * width + cols  # rows * width + cols
+    part = (inside * raster + (1 - inside) * (height * width)).reshape([-1])
     padded = not (isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0)
 
     # fine keys: offsets around each window, wrapping at the padded map border (torch.roll)
     off = paddle.to_tensor(local_offsets)
     kr = (wi.reshape([-1, 1, 1]) * window + off[:, 0].reshape([1, 1, -1]) + hp) % hp
     kc = (wj.reshape([1, -1, 1]) * window + off[:, 1].reshape([1, 1, -1]) + wp) % wp
-    local = ((kr // window) * n_ww + kc // window) * area + (kr % window) * window + kc % window
+    local = (kr // window) * (n_ww * area) + (kc // window) * area + (kr % window) * window + kc % window
     # coarse keys: the focal_window^2 pooled tokens around each window in the zero-padded pooled
     # map (the authors' nn.Unfold with padding focal_window // 2); -100 where padded
     half = focal_window // 2
@@ -144,7 +149,8 @@ def _stage_geometry(height, width, window, local_offsets, focal_window):
     a = paddle.arange(focal_window, dtype="int64")
     pr = wi.reshape([-1, 1, 1, 1]) + a.reshape([1, 1, -1, 1])  # row in the padded pooled map
     pc = wj.reshape([1, -1, 1, 1]) + a.reshape([1, 1, 1, -1])
-    pooled = (hp * wp + pr * wq + pc).reshape([n_wh, n_ww, -1])
+    pooled = (hp * wp + wi.reshape([-1, 1, 1, 1]) * wq + a.reshape([1, 1, -1, 1]) * wq + pc  # + pr * wq
+              ).reshape([n_wh, n_ww, -1])
     mask = None
     if focal_window > 1:
         inside = ((pr >= half) & (pr < hq - half)) & ((pc >= half) & (pc < wq - half))
@@ -157,7 +163,7 @@ def _stage_geometry(height, width, window, local_offsets, focal_window):
 
     h = paddle.arange(height, dtype="int64").reshape([-1, 1])
     w = paddle.arange(width, dtype="int64").reshape([1, -1])
-    unpart = (((h // window) * n_ww + w // window) * area + (h % window) * window
+    unpart = ((h // window) * (n_ww * area) + (w // window) * area + (h % window) * window
               + w % window).reshape([-1])
     return dict(part=part, padded=padded, keys=keys, mask=mask, unpart=unpart, n_wh=n_wh, n_ww=n_ww)
 

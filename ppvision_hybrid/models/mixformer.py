@@ -36,6 +36,8 @@ Differences from the official code (function unchanged where it runs):
 * ``forward_pyramid`` returns the stage outputs (before downsampling) as NCHW maps; the official
   release has no dense-prediction code.
 """
+import functools
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -97,7 +99,20 @@ def _conv1x1_tokens(conv, x):
     return out + conv.bias if conv.bias is not None else out
 
 
-def window_attention_indices(Hp, Wp, window_size, num_heads):
+def _strided_index(xp, axes):
+    """Flat index of every point of a grid: ``sum_i arange(size_i) * stride_i`` broadcast over
+    the grid of ``axes`` (``(size, stride)`` pairs, outermost first), flattened in grid order.
+    ``xp`` is ``numpy`` (static sizes) or ``paddle`` (symbolic sizes under ``to_static``)."""
+    total = None
+    for i, (size, stride) in enumerate(axes):
+        shape = [1] * len(axes)
+        shape[i] = -1
+        term = xp.arange(size, dtype="int64").reshape(shape) * stride
+        total = term if total is None else total + term
+    return total.reshape([-1])
+
+
+def window_attention_indices(Hp, Wp, window_size, num_heads, xp=paddle):
     """Per-image row-gather indices between raster token order and the attention layout.
 
     For a padded ``Hp x Wp`` map (multiples of ``window_size``), ``L = Hp*Wp``,
@@ -110,20 +125,27 @@ def window_attention_indices(Hp, Wp, window_size, num_heads):
       ``[L, heads*head_dim]``.
 
     A row gather replaces the six-D transposes of window partition/reverse, whose strided copy
-    is ~100x slower in Paddle dygraph. The indices are the naive permutations of an ``arange``
-    (no index arithmetic: oneDNN's ``operator_scale_onednn_fuse_pass`` miscomputes an int64
-    add followed by a scalar multiply in exported graphs); shapes come from ``x.shape``, so this
-    works with symbolic sizes under ``paddle.jit.to_static``.
+    is ~100x slower in Paddle dygraph. Each index is a sum of strided ``arange``s (no integer
+    transpose, and no multiplication after an integer sum: Paddle 3.3.1's oneDNN passes turn
+    both into wrong graphs, docs/deploy.md). Sizes may be symbolic (``xp=paddle``); static
+    sizes use :func:`static_window_attention_indices`.
     """
     ws, nh = window_size, num_heads
     nH, nW = Hp // ws, Wp // ws
-    # qkv rows of one image: [Hp, Wp, 3, nh] = [nH, ws, nW, ws, 3, nh] -> [3, nH, nW, nh, ws, ws]
-    qkv_index = paddle.arange((3 * nh) * Hp * Wp, dtype="int64")
-    qkv_index = qkv_index.reshape([nH, ws, nW, ws, 3, nh]).transpose([4, 0, 2, 5, 1, 3]).reshape([-1])
-    # output rows of one image: [nW, nh, N] = [nH, nW, nh, ws, ws] -> raster [nH, ws, nW, ws, nh]
-    out_index = paddle.arange(nh * Hp * Wp, dtype="int64")
-    out_index = out_index.reshape([nH, nW, nh, ws, ws]).transpose([0, 3, 1, 4, 2]).reshape([-1])
+    row = 3 * nh  # qkv rows per token
+    # qkv: grid [3, nH, nW, nh, ws, ws]; token (i*ws + a, j*ws + b), row t*nh + head within it
+    qkv_index = _strided_index(xp, [(3, nh), (nH, ws * Wp * row), (nW, ws * row), (nh, 1),
+                                    (ws, Wp * row), (ws, row)])
+    # output: raster grid [nH, ws, nW, ws, nh] of rows laid out [nH, nW, nh, ws, ws]
+    n = ws * ws
+    out_index = _strided_index(xp, [(nH, nW * nh * n), (ws, ws), (nW, nh * n), (ws, 1), (nh, n)])
     return qkv_index, out_index
+
+
+@functools.lru_cache(maxsize=32)
+def static_window_attention_indices(Hp, Wp, window_size, num_heads):
+    """:func:`window_attention_indices` of static sizes as NumPy arrays, computed once per size."""
+    return window_attention_indices(Hp, Wp, window_size, num_heads, xp=np)
 
 
 class MixingAttention(nn.Layer):
@@ -295,32 +317,26 @@ class BasicLayer(nn.Layer):
         self.window_size = window_size
         self.depth = depth
         self.num_heads = num_heads
-        self._index_cache = {}
         drop_path = drop_path if isinstance(drop_path, (list, tuple)) else [drop_path] * depth
         self.blocks = nn.LayerList([
             MixingBlock(dim, num_heads, window_size, dwconv_kernel_size, mlp_ratio, qkv_bias,
                         qk_scale, drop, attn_drop, drop_path[i]) for i in range(depth)])
         self.downsample = ConvMerging(dim, out_dim) if out_dim else None
 
-    def attention_indices(self, Hp, Wp, place):
-        """:func:`window_attention_indices`, cached per size in dygraph (int64 permutes are slow
-        strided copies there); computed in the graph under ``to_static`` (symbolic sizes)."""
-        if not (paddle.in_dynamic_mode() and isinstance(Hp, int) and isinstance(Wp, int)):
-            # building a static graph: the indices belong to that graph, never to the cache
-            return window_attention_indices(Hp, Wp, self.window_size, self.num_heads)
-        key = (Hp, Wp, str(place))
-        if key not in self._index_cache:
-            if len(self._index_cache) >= 16:
-                self._index_cache.clear()
-            self._index_cache[key] = window_attention_indices(Hp, Wp, self.window_size, self.num_heads)
-        return self._index_cache[key]
+    def attention_indices(self, Hp, Wp):
+        """:func:`window_attention_indices` for this stage: constants for static sizes (computed
+        once per size), graph ops for symbolic ones."""
+        if isinstance(Hp, int) and isinstance(Wp, int):
+            return [paddle.to_tensor(i) for i in static_window_attention_indices(Hp, Wp, self.window_size,
+                                                                                  self.num_heads)]
+        return window_attention_indices(Hp, Wp, self.window_size, self.num_heads)
 
     def forward(self, x, H, W):
         """Returns (stage output tokens, H, W, next-stage tokens, H', W')."""
         ws = self.window_size
         Hp = (H + ws - 1) // ws * ws
         Wp = (W + ws - 1) // ws * ws
-        qkv_index, out_index = self.attention_indices(Hp, Wp, x.place)  # shared by the blocks
+        qkv_index, out_index = self.attention_indices(Hp, Wp)  # shared by the blocks
         for blk in self.blocks:
             x = blk(x, H, W, Hp, Wp, qkv_index, out_index)
         if self.downsample is None:

@@ -46,7 +46,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import DropPath, ConvBN, ConvBNAct, adaptive_avg_pool2d_matmul, trunc_normal_, zeros_, ones_
+from ..layers import (DropPath, ConvBN, ConvBNAct, adaptive_avg_pool2d_matmul, floor_with_fraction, trunc_normal_,
+                      zeros_, ones_)
 from ..registry import register_model, register_converter
 from .base import HybridBackbone, build_model
 
@@ -95,9 +96,7 @@ def _resize_axis_bicubic(t, out_size, axis):
         scale = float(in_size) / paddle.cast(out_size, "float32")
     dst = paddle.arange(out_size, dtype="float32")
     src = (dst + 0.5) * scale - 0.5
-    base = paddle.floor(src)
-    frac = src - base
-    base = paddle.cast(base, "int64")
+    base, frac = floor_with_fraction(src)
     weights = _bicubic_weights(frac)
     out = None
     shape = [1] * t.ndim
