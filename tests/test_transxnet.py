@@ -198,7 +198,7 @@ def test_idconv_saved_graph_formulation_equals_grouped_conv(kernel_size, num_gro
     with paddle.no_grad():
         weight, bias = layer.dynamic_kernels(x)
         grouped = layer.conv_grouped(x, weight, bias).numpy()
-        separable = layer.conv_separable(x, layer.dynamic_mixer(x)).numpy()  # the saved-graph path
+        separable = layer.deploy_twin()(x).numpy()  # the inference form (IDConvDeploy)
         reference = np.stack([paddle.nn.functional.conv2d(x[i:i + 1], weight[i].unsqueeze(1), bias[i],
                                                           padding=kernel_size // 2,
                                                           groups=24).numpy()[0] for i in range(2)])
@@ -251,8 +251,9 @@ def test_exported_graph_with_fixed_batch_is_right_on_every_call(tmp_path):
     randomize_batch_norms(model, rng)  # statistics that make the BN folding of saved graphs matter
     model.eval()
     inputs = [rng.standard_normal((1, 3, 64, 64)).astype("float32") for _ in range(3)]
-    with paddle.no_grad():  # eager outputs, before to_static replaces the forward
+    with paddle.no_grad():
         expected = [model(paddle.to_tensor(x)).numpy() for x in inputs]
+    model.re_parameterize()  # the inference form: what every export traces
     static = paddle.jit.to_static(model, input_spec=[InputSpec([1, 3, 64, 64], "float32", "x")], full_graph=True)
     paddle.jit.save(static, str(tmp_path / "inference"))
     predictor = create_predictor(str(tmp_path), enable_mkldnn=True, cpu_threads=1)

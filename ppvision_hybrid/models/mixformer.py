@@ -22,11 +22,9 @@ Differences from the official code (function unchanged where it runs):
   ``spatial_interaction`` convs and ``conv_norm`` run on tokens (same weights, ``matmul`` /
   token BatchNorm). All of it is exact re-ordering: outputs match the official model to float
   rounding (see tests/test_mixformer.py and docs/models/mixformer.md).
-* Linear layers run as one ``addmm`` in dygraph (bias folded into the GEMM; Paddle CPU's separate
-  broadcast bias add costs as much as the matmul). Same parameters.
-* Exported graphs avoid two oneDNN pitfalls of Paddle 3.3.1 inference: gather indices are
-  permutations of an ``arange`` (no int64 add-then-scale arithmetic, which
-  ``operator_scale_onednn_fuse_pass`` miscomputes) and token BatchNorm is 2-D.
+* Exported graphs avoid the oneDNN pitfalls of Paddle 3.3.1 inference (docs/deploy.md): gather
+  indices are sums of strided ``arange``s (no integer transpose, no multiplication after an
+  integer sum) and token BatchNorm is an affine map.
 * Odd feature sizes at downsampling: the official ConvMerging asserts even sizes. We zero-pad
   the normalised map right/bottom to even before the 2x2 stride-2 conv (what a conv with
   ``padding`` would do), so every input size works; the output side is ceil(H / 2), the size the
@@ -56,31 +54,14 @@ PAPER = "MixFormer: Mixing Features across Windows and Dimensions (Chen et al., 
 _SOURCE = "official Paddle code (PaddleClas PR), measured"
 
 
-class Linear(nn.Linear):
-    """``nn.Linear`` computed as one ``addmm`` (bias + x @ W).
-
-    On CPU Paddle runs ``F.linear`` as a matmul followed by a broadcast bias add that costs about
-    as much as the matmul; ``addmm`` folds the bias into the GEMM (2-2.6x faster per layer here).
-    Same parameters, same function. Dygraph only: static graphs (``to_static`` export) keep
-    ``F.linear``, whose matmul + add the inference passes fuse (and oneDNN's ``addmm`` fails with
-    dynamic shapes on Paddle 3.3.1). ``ppvision_hybrid.flops`` counts ``addmm`` like a Linear.
-    """
-
-    def forward(self, x):
-        if self.bias is None or x.ndim < 2 or not paddle.in_dynamic_mode():
-            return F.linear(x, self.weight, self.bias)
-        out = paddle.addmm(self.bias, x.reshape([-1, x.shape[-1]]), self.weight)
-        return out.reshape(x.shape[:-1] + [self.weight.shape[1]])
-
-
 class Mlp(nn.Layer):
     """Token MLP (fc1 -> GELU -> fc2), keys ``fc1``/``fc2`` as the official release."""
 
     def __init__(self, dim, hidden, drop=0.0):
         super().__init__()
-        self.fc1 = Linear(dim, hidden)
+        self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
-        self.fc2 = Linear(hidden, dim)
+        self.fc2 = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
     def forward(self, x):
@@ -171,9 +152,9 @@ class MixingAttention(nn.Layer):
             shape=[(2 * window_size - 1) ** 2, num_heads], default_initializer=nn.initializer.Constant(0.0))
         self.register_buffer("relative_position_index",
                              paddle.to_tensor(relative_position_index(window_size)))
-        self.proj_attn = Linear(dim, dim // 2)
+        self.proj_attn = nn.Linear(dim, dim // 2)
         self.proj_attn_norm = nn.LayerNorm(dim // 2)
-        self.proj_cnn = Linear(dim, dim)
+        self.proj_cnn = nn.Linear(dim, dim)
         self.proj_cnn_norm = nn.LayerNorm(dim)
         # conv branch
         self.dwconv3x3 = nn.Sequential(
@@ -190,7 +171,7 @@ class MixingAttention(nn.Layer):
         self.projection = nn.Conv2D(dim, dim // 2, 1)
         self.conv_norm = nn.BatchNorm2D(dim // 2)
         # window-attention branch
-        self.qkv = Linear(dim // 2, dim // 2 * 3, bias_attr=None if qkv_bias else False)
+        self.qkv = nn.Linear(dim // 2, dim // 2 * 3, bias_attr=None if qkv_bias else False)
         self.attn_drop = nn.Dropout(attn_drop) if attn_drop > 0 else nn.Identity()
         self.spatial_interaction = nn.Sequential(
             nn.Conv2D(dim // 2, dim // 16, 1),
@@ -199,7 +180,7 @@ class MixingAttention(nn.Layer):
             nn.Conv2D(dim // 16, 1, 1),
         )
         self.attn_norm = nn.LayerNorm(dim // 2)
-        self.proj = Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
         trunc_normal_(self.relative_position_bias_table)
 
@@ -409,7 +390,7 @@ class MixFormer(HybridBackbone):
                 qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr[start:start + depths[i]],
                 out_dim=dims[i + 1] if i < 3 else None))
         self.norm = nn.LayerNorm(dims[-1])
-        self.last_proj = Linear(dims[-1], last_dim)
+        self.last_proj = nn.Linear(dims[-1], last_dim)
         self.activate = nn.GELU()
         self.head = nn.Linear(last_dim, class_num) if class_num > 0 else nn.Identity()
         self.apply(init_weights_vit)
