@@ -92,6 +92,8 @@ def create_config(model_path, use_gpu=False, gpu_id=0, gpu_mem_mb=1000, enable_m
             the single input or a dict ``{input_name: (min, opt, max)}``.
         delete_passes: passes to delete; ``None`` deletes :data:`ONEDNN_BROKEN_PASSES` (empty)
             when oneDNN is on and nothing otherwise.
+        memory_optim: memory reuse between intermediates (with the new executor, which Paddle
+            3.3.1 needs for it).
         pin_threads: on CPU, :func:`pin_cpu_threads` first (process-wide; see
             :data:`CPU_AFFINITY` for the measured gain and the multi-process caveat).
     """
@@ -148,6 +150,10 @@ def create_config(model_path, use_gpu=False, gpu_id=0, gpu_mem_mb=1000, enable_m
         config.delete_pass(name)
     config.switch_ir_optim(bool(ir_optim))
     config.enable_memory_optim(bool(memory_optim))
+    if memory_optim and hasattr(config, "enable_new_executor"):
+        # Paddle 3.3.1 fails to build any PIR model with memory optimization on ("Not find
+        # predictor_id 0 and pass_name memory_optimize_pass") unless the new executor runs it.
+        config.enable_new_executor()
     if not log:
         config.disable_glog_info()
     return config

@@ -287,6 +287,31 @@ class FocalAttention(nn.Layer):
         out = paddle.gather(out, geo["unpart"], axis=2).transpose([0, 2, 1, 3]).reshape([B, -1, C])
         return self.proj_drop(self.proj(out))
 
+    def deploy_twin(self):
+        return FocalAttentionDeploy(self)
+
+
+class FocalAttentionDeploy(nn.Layer):
+    """:class:`FocalAttention`'s inference form: the same ``forward`` with the position bias of
+    every key computed once (the three tables gathered into key order, the pooled-token table
+    resized for the detection setting), so no gather or ``interpolate`` of parameters runs per
+    call or reaches the exported graph (Paddle 3.3.1's oneDNN cannot run an ``interpolate`` with
+    an output size: "ConvertPirAttribute2RuntimeAttribute not support", docs/deploy.md)."""
+
+    forward = FocalAttention.forward
+
+    def __init__(self, attention):
+        super().__init__()
+        for name in ("dim", "num_heads", "window", "expand", "head_dim", "scale", "focal_window",
+                     "runtime_focal_window"):
+            setattr(self, name, getattr(attention, name))
+        self.qkv, self.attn_drop = attention.qkv, attention.attn_drop
+        self.proj, self.proj_drop = attention.proj, attention.proj_drop
+        self.register_buffer("bias", attention.position_bias())
+
+    def position_bias(self):
+        return self.bias
+
 
 class FocalTransformerBlock(nn.Layer):
     """Pre-norm block: x + DropPath(FocalAttention(LN(x))), x + DropPath(MLP(LN(x)))."""
