@@ -39,22 +39,16 @@ for name in sys.argv[4:]:
 """
 
 _TIME = """
-import json, sys, time
+import json, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 root, model_dir, name, size, threads, warmup, repeats, eager = sys.argv[1:9]
 size, threads, warmup, repeats = int(size), int(threads), int(warmup), int(repeats)
 from ppvision_hybrid.inference import create_predictor
+from tools.benchmark import time_calls
 
 def median_ms(fn):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    return float(np.median(time_calls(fn, warmup, repeats)))
 
 x = np.random.RandomState(0).standard_normal((1, 3, size, size)).astype("float32")
 predictor = create_predictor(model_dir, cpu_threads=threads, keep_intermediates=True)

@@ -229,36 +229,6 @@ def _det_config(work, name):
     return path
 
 
-def check_paddledetection(checkout, models, work, shims, log, timeout):
-    scripts = os.path.join(work, "PaddleDetection_deploy")
-    if not os.path.isdir(scripts):
-        shutil.copytree(os.path.join(checkout, "deploy", "python"), scripts, symlinks=True)
-    image = _image(os.path.join(work, "det.jpg"), 256, 320)
-    results = {}
-    for name in [CONTROL] + models:
-        config = _det_config(work, name)
-        out = os.path.join(work, "det", "export", name)
-        code, _, err = _run([sys.executable, "-c", _DET_WEIGHTS, ROOT, config, os.path.join(work, "det", name) + ".pdparams"])
-        if not code:
-            code, _, err = _run([sys.executable, os.path.join(ROOT, "tools", "export_det.py"), "-c", config,
-                                 "--output_dir", out])
-        if code:
-            results[name] = {mode: f"export failed: {_error_line(err)}" for mode in MODES}
-            continue
-        model_dir = os.path.join(out, name)
-        results[name] = {}
-        for mode in MODES:
-            shown = os.path.join(work, "det", "shown", name, re.sub(r"\W+", "_", mode))
-            cmd = [sys.executable, "infer.py", f"--model_dir={model_dir}", f"--image_file={image}",
-                   "--device=CPU", f"--output_dir={shown}", "--threshold=0.0"]
-            code, stdout, stderr = _run(cmd, cwd=scripts, env=_environment(shims[mode]), timeout=timeout)
-            written = os.path.isfile(os.path.join(shown, os.path.basename(image)))
-            results[name][mode] = ("runs, image written" if code == 0 and written
-                                   else f"fails: {_error_line(stderr + stdout)}")
-            log(f"paddledetection {name} [{mode}]: {results[name][mode]}")
-    return results
-
-
 def _seg_config(work, name):
     path = os.path.join(work, "seg", f"{name}.yml")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -275,30 +245,68 @@ def _seg_config(work, name):
     return path
 
 
-def check_paddleseg(checkout, models, work, shims, log, timeout):
-    scripts = os.path.join(work, "PaddleSeg_deploy")
+def _export_det(work, name, out):
+    config = _det_config(work, name)
+    code, _, err = _run([sys.executable, "-c", _DET_WEIGHTS, ROOT, config, os.path.join(work, "det", name) + ".pdparams"])
+    if not code:
+        code, _, err = _run([sys.executable, os.path.join(ROOT, "tools", "export_det.py"), "-c", config,
+                             "--output_dir", out])
+    return code, err, os.path.join(out, name)
+
+
+def _det_command(model_dir, image, shown):
+    return ["infer.py", f"--model_dir={model_dir}", f"--image_file={image}", "--device=CPU",
+            f"--output_dir={shown}", "--threshold=0.0"]
+
+
+def _export_seg(work, name, out):
+    code, _, err = _run([sys.executable, os.path.join(ROOT, "tools", "export_seg.py"), "--config",
+                         _seg_config(work, name), "--save_dir", out])
+    return code, err, out
+
+
+def _seg_command(model_dir, image, shown):
+    return ["infer.py", "--config", os.path.join(model_dir, "deploy.yaml"), "--image_path", image,
+            "--save_dir", shown, "--device", "cpu", "--cpu_threads", "1"]
+
+
+#: toolkit -> (export, command, image size, file the script writes for ``<image>.jpg``)
+_DENSE = {"det": (_export_det, _det_command, (256, 320), "{}.jpg", "image written"),
+          "seg": (_export_seg, _seg_command, (128, 160), "{}.png", "label map written")}
+
+
+def _check_dense(kind, checkout, models, work, shims, log, timeout):
+    """Our tools' exports of the demo architecture, then the toolkit's ``deploy/python/infer.py``
+    (copied, unmodified) on each in every mode: it must exit 0 and write its output file."""
+    export, command, size, written_name, success = _DENSE[kind]
+    scripts = os.path.join(work, f"{kind}_deploy")
     if not os.path.isdir(scripts):
         shutil.copytree(os.path.join(checkout, "deploy", "python"), scripts, symlinks=True)
-    image = _image(os.path.join(work, "seg.jpg"), 128, 160)
+    image = _image(os.path.join(work, f"{kind}.jpg"), *size)
     results = {}
     for name in [CONTROL] + models:
-        out = os.path.join(work, "seg", "export", name)
-        code, _, err = _run([sys.executable, os.path.join(ROOT, "tools", "export_seg.py"), "--config",
-                             _seg_config(work, name), "--save_dir", out])
+        code, err, model_dir = export(work, name, os.path.join(work, kind, "export", name))
         if code:
             results[name] = {mode: f"export failed: {_error_line(err)}" for mode in MODES}
             continue
         results[name] = {}
         for mode in MODES:
-            shown = os.path.join(work, "seg", "shown", name, re.sub(r"\W+", "_", mode))
-            cmd = [sys.executable, "infer.py", "--config", os.path.join(out, "deploy.yaml"), "--image_path", image,
-                   "--save_dir", shown, "--device", "cpu", "--cpu_threads", "1"]
-            code, stdout, stderr = _run(cmd, cwd=scripts, env=_environment(shims[mode]), timeout=timeout)
-            written = os.path.isfile(os.path.join(shown, "seg.png"))
-            results[name][mode] = ("runs, label map written" if code == 0 and written
+            shown = os.path.join(work, kind, "shown", name, re.sub(r"\W+", "_", mode))
+            code, stdout, stderr = _run([sys.executable] + command(model_dir, image, shown), cwd=scripts,
+                                        env=_environment(shims[mode]), timeout=timeout)
+            written = os.path.isfile(os.path.join(shown, written_name.format(kind)))
+            results[name][mode] = (f"runs, {success}" if code == 0 and written
                                    else f"fails (exit {code}): {_error_line(stderr + stdout)}")
-            log(f"paddleseg {name} [{mode}]: {results[name][mode]}")
+            log(f"{kind} {name} [{mode}]: {results[name][mode]}")
     return results
+
+
+def check_paddledetection(checkout, models, work, shims, log, timeout):
+    return _check_dense("det", checkout, models, work, shims, log, timeout)
+
+
+def check_paddleseg(checkout, models, work, shims, log, timeout):
+    return _check_dense("seg", checkout, models, work, shims, log, timeout)
 
 
 def markdown(all_results):
