@@ -163,7 +163,11 @@ CONSUMER_SETTINGS = {
 #: What Paddle 3.3.1's memory optimization needs to build a PIR model: the new executor
 #: (``enable_new_executor()`` after ``enable_memory_optim()``), or no ``enable_memory_optim()``.
 MEMORY_OPTIM_NEEDS = ("enable_new_executor",)
+#: the classification default (fixed 224, softmax) and the dynamic-H/W export (logits); with
+#: PPVH_FULL_TESTS=1 also the other two combinations
 EXPORT_KINDS = {"dynamic_hw": dict(dynamic_hw=True), "fixed_softmax": dict(with_softmax=True)}
+if FULL:
+    EXPORT_KINDS.update(dynamic_hw_softmax=dict(dynamic_hw=True, with_softmax=True), fixed=dict())
 CONTROL = "resnet18"
 
 
@@ -226,11 +230,12 @@ def exports(tmp_path_factory):
             export_inference_model(model, model_dir, **EXPORT_KINDS[kind])
             rng = np.random.RandomState(2)
             cases = []
-            for b, h, w in (CASES if kind == "dynamic_hw" else FIXED_CASES):
+            options = EXPORT_KINDS[kind]
+            for b, h, w in (CASES if options.get("dynamic_hw") else FIXED_CASES):
                 x = rng.standard_normal((b, 3, h, w)).astype("float32")
                 with paddle.no_grad():
                     y = model(paddle.to_tensor(x))
-                    if kind == "fixed_softmax":
+                    if options.get("with_softmax"):
                         y = paddle.nn.functional.softmax(y, axis=-1)
                 cases.append((x, y.numpy()))
             cache[(name, kind)] = (model_dir, cases)

@@ -238,7 +238,7 @@ def test_multi_scale_dwconv_merged_kernel_equals_the_split_convs():
 def test_exported_graph_with_fixed_batch_is_right_on_every_call(tmp_path):
     """Paddle Inference's oneDNN conv caches its kernel per shape, so a saved graph must never run
     IDConv as a conv with computed kernels (fixed batch included): a second call with new values
-    would reuse the first call's kernels. The other saved-graph formulations (layer scale as a
+    would reuse the first call's kernels. The inference form's other pieces (layer scale as a
     conv, BNs folded into 1x1 convs, pooling as matrices) are checked too, with non-trivial BN
     statistics."""
     from paddle.static import InputSpec
@@ -248,7 +248,7 @@ def test_exported_graph_with_fixed_batch_is_right_on_every_call(tmp_path):
                          num_groups=(2, 2, 2, 2), mlp_ratios=(2, 2, 2, 2), img_size=64, class_num=10,
                          layer_scale_init_value=0.5)
     rng = np.random.RandomState(0)
-    randomize_batch_norms(model, rng)  # statistics that make the BN folding of saved graphs matter
+    randomize_batch_norms(model, rng)  # statistics that make the BN folding matter
     model.eval()
     inputs = [rng.standard_normal((1, 3, 64, 64)).astype("float32") for _ in range(3)]
     with paddle.no_grad():

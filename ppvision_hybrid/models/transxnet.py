@@ -135,8 +135,8 @@ class LayerScale(nn.Layer):
         return affine_as_depthwise_conv(self.weight.reshape([-1]), self.bias.reshape([-1]))
 
 
-#: Saved graphs of a static height up to this run IDConv's column sum as a matrix product
-#: (:func:`column_shift_matrix`); taller maps (and dynamic heights) keep the one-hot Kx1 conv.
+#: :class:`IDConvDeploy` runs the column sum as a matrix product (:func:`column_shift_matrix`) at
+#: static heights up to this; taller maps (and dynamic heights) keep the one-hot Kx1 conv.
 COLUMN_MATMUL_MAX_HEIGHT = 64
 
 
@@ -232,7 +232,8 @@ class IDConvDeploy(nn.Layer):
         if g == 2:
             weight, bias = logits.weight, logits.bias
             self.logits = conv2d_with(weight[:c] - weight[c:], bias[:c] - bias[c:])
-            self.register_buffer("table", paddle.stack([table[1], table[0] - table[1]]))  # T1, T0 - T1
+            self.register_buffer("table", table[1])                     # T1
+            self.register_buffer("table_delta", table[0] - table[1])    # T0 - T1
         else:
             self.logits = logits
             self.register_buffer("table", table)
@@ -250,7 +251,7 @@ class IDConvDeploy(nn.Layer):
         k, g, c = self.kernel_size, self.num_groups, self.dim
         hidden = self.hidden(adaptive_avg_pool2d_matmul(x, k, append_mean=True))  # [B, C/r, K+1, K+1]
         if g == 2:
-            mixed = self.table[0] + F.sigmoid(self.logits(hidden)) * self.table[1]   # [B, C, K+1, K+1]
+            mixed = self.table + F.sigmoid(self.logits(hidden)) * self.table_delta   # [B, C, K+1, K+1]
         else:
             attn = self.logits(hidden).reshape([0, g, c, k + 1, k + 1])
             mixed = (F.softmax(attn, axis=1) * self.table.unsqueeze(0)).sum(axis=1)
