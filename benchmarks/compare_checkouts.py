@@ -13,7 +13,10 @@ deploy/configs/inference_cls.yaml ships, threads pinned) and reports the median 
 calls at batch 1 after ``--warmup``. With ``--eager`` the same processes time the eager model
 (``paddle.no_grad``), and the ``--after`` checkout also times it after ``re_parameterize()``.
 Every run is printed; the summary gives each side's median over rounds and the ratio after /
-before. Environment as tools/benchmark.py: ``MKL_DEBUG_CPU_TYPE=5``, ``OMP_NUM_THREADS``,
+before. ``--interleave N`` instead builds both predictors in one process per model and thread
+count (each with its own checkout's ``ppvision_hybrid/inference.py``) and alternates single calls,
+A B then B A, N pairs; it reports the median of the per-pair ratios, which drifts less on a
+shared machine. Environment as tools/benchmark.py: ``MKL_DEBUG_CPU_TYPE=5``, ``OMP_NUM_THREADS``,
 ``FLAGS_paddle_num_threads``, ``KMP_AFFINITY`` pinning (unless already set).
 """
 import argparse
@@ -36,6 +39,35 @@ for name in sys.argv[4:]:
     model = ppvision_hybrid.create_model(name)
     model.eval()
     export_inference_model(model, sys.argv[2] + "/" + name, image_shape=(3, int(sys.argv[3]), int(sys.argv[3])))
+"""
+
+_INTERLEAVE = """
+import importlib.util, json, sys, time
+import numpy as np
+before, after, dir_b, dir_a, size, threads, pairs = sys.argv[1:8]
+size, threads, pairs = int(size), int(threads), int(pairs)
+
+def load(root, name):  # inference.py imports only paddle and numpy: loadable on its own
+    spec = importlib.util.spec_from_file_location(name, root + "/ppvision_hybrid/inference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+x = np.random.RandomState(0).standard_normal((1, 3, size, size)).astype("float32")
+predictors = [load(root, f"side{i}").create_predictor(d, cpu_threads=threads, keep_intermediates=True)
+              for i, (root, d) in enumerate(((before, dir_b), (after, dir_a)))]
+for p in predictors:
+    for _ in range(3):
+        p(x)
+times = [[], []]
+for i in range(pairs):
+    for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+        t0 = time.perf_counter()
+        predictors[side](x)
+        times[side].append((time.perf_counter() - t0) * 1e3)
+ratios = [a / b for a, b in zip(times[1], times[0])]
+print("RESULT " + json.dumps({"before": float(np.median(times[0])), "after": float(np.median(times[1])),
+                              "ratio": float(np.median(ratios))}))
 """
 
 _TIME = """
@@ -80,6 +112,8 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--eager", action="store_true", help="also time the eager models")
+    parser.add_argument("--interleave", type=int, default=0, metavar="N",
+                        help="one process per model and thread count, N alternating pairs of calls")
     return parser.parse_args(argv)
 
 
@@ -106,6 +140,8 @@ def main(argv=None):
         for side, root in sides.items():
             print(f"exporting with {side} ({root})", flush=True)
             _run(_EXPORT, [root, os.path.join(work, side), args.image_size] + args.models)
+        if args.interleave:
+            return _interleaved(args, sides, work)
         runs = {}
         for r in range(args.rounds):
             order = list(sides) if r % 2 == 0 else list(sides)[::-1]
@@ -135,6 +171,24 @@ def main(argv=None):
                         line += f", after re_parameterize() {rep:.1f} ({rep / before:.2f})"
                 print(line)
     return runs
+
+
+def _interleaved(args, sides, work):
+    results = {}
+    for r in range(args.rounds):
+        for name in args.models:
+            for threads in args.threads:
+                out = _run(_INTERLEAVE, [sides["before"], sides["after"], os.path.join(work, "before", name),
+                                         os.path.join(work, "after", name), args.image_size, threads,
+                                         args.interleave], env=_environment(threads))
+                result = json.loads(out.split("RESULT ", 1)[1])
+                results.setdefault((name, threads), []).append(result)
+                print(f"round {r} {name} {threads} thread(s): before {result['before']:.1f} ms, after "
+                      f"{result['after']:.1f} ms, median pair ratio {result['ratio']:.3f}", flush=True)
+    print("\nmedian pair ratio after / before, per run")
+    for (name, threads), rows in results.items():
+        print(f"{name} {threads}t: " + ", ".join(f"{row['ratio']:.2f}" for row in rows))
+    return results
 
 
 if __name__ == "__main__":

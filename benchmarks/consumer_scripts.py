@@ -9,8 +9,9 @@
   predictor (oneDNN off) on the image preprocessed by PaddleClas's own operators.
 * PaddleDetection ``deploy/python/infer.py --device CPU`` on exports of tools/export_det.py
   (the demo Mask R-CNN, random weights); it must exit 0 and write its visualized image.
-* PaddleSeg ``deploy/python/infer.py --device cpu`` on exports of tools/export_seg.py (the demo
-  Semantic FPN, random weights); it must exit 0 and write its label map.
+* PaddleSeg ``deploy/python/infer.py --device cpu --with_argmax`` on exports of
+  tools/export_seg.py (the demo Semantic FPN, random weights; logits, hence its documented
+  ``--with_argmax``); it must exit 0 and write its label map.
 
 The control is the same export with a ResNet-18 (``paddle.vision.models.resnet18``; ppdet
 ``ResNet`` depth 18; PaddleSeg ``ResNet18_vd``). Each script runs three ways: as written; with
@@ -116,7 +117,8 @@ def _run(cmd, cwd=None, env=None, timeout=600):
 
 def _error_line(text):
     """The most telling line of a failed run's output (Paddle's error, else the last line)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\w+\]\s*", "", line.strip())  # log prefixes
+             for line in text.splitlines() if line.strip()]
     for pattern in (r"\((InvalidArgument|Unimplemented|Fatal|NotFound|PreconditionNotMet)\)", r"Error\b"):
         for line in lines:
             if re.search(pattern, line):
@@ -267,7 +269,7 @@ def _export_seg(work, name, out):
 
 def _seg_command(model_dir, image, shown):
     return ["infer.py", "--config", os.path.join(model_dir, "deploy.yaml"), "--image_path", image,
-            "--save_dir", shown, "--device", "cpu", "--cpu_threads", "1"]
+            "--save_dir", shown, "--device", "cpu", "--cpu_threads", "1", "--with_argmax"]  # logits exported
 
 
 #: toolkit -> (export, command, image size, file the script writes for ``<image>.jpg``)
