@@ -312,15 +312,25 @@ def check_paddleseg(checkout, models, work, shims, log, timeout):
 
 
 def markdown(all_results):
-    lines = []
+    """One table per toolkit (model x mode); each distinct failure is numbered and listed below."""
+    lines, notes = [], []
     for toolkit, results in all_results.items():
-        lines += [f"**{toolkit}**", "", "| model | " + " | ".join(MODES) + " |",
-                  "|---|" + "---|" * len(MODES)]
+        lines += [f"**{toolkit}**", "", "| model | " + " | ".join(MODES) + " |", "|---|" + "---|" * len(MODES)]
         for name, row in results.items():
+            cells = []
+            for mode in MODES:
+                text = row[mode]
+                if not text.startswith("runs"):
+                    head, _, message = text.partition(": ")
+                    if message not in notes:
+                        notes.append(message)
+                    text = f"{head} [{notes.index(message) + 1}]"
+                cells.append(text.replace("|", "/"))
             label = "ResNet-18 (control)" if name == CONTROL else name
-            lines.append(f"| {label} | " + " | ".join(row[m].replace("|", "/") for m in MODES) + " |")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines)
+    lines += [f"[{i}] `{message}`" + ("  " if i < len(notes) else "") for i, message in enumerate(notes, 1)]
+    return "\n".join(lines) + "\n"
 
 
 def write_docs(table, path=os.path.join(ROOT, "docs", "deploy.md")):
