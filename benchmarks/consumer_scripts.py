@@ -249,7 +249,8 @@ def _seg_config(work, name):
 
 def _export_det(work, name, out):
     config = _det_config(work, name)
-    code, _, err = _run([sys.executable, "-c", _DET_WEIGHTS, ROOT, config, os.path.join(work, "det", name) + ".pdparams"])
+    weights = os.path.join(work, "det", name) + ".pdparams"
+    code, _, err = _run([sys.executable, "-c", _DET_WEIGHTS, ROOT, config, weights])
     if not code:
         code, _, err = _run([sys.executable, os.path.join(ROOT, "tools", "export_det.py"), "-c", config,
                              "--output_dir", out])

@@ -171,7 +171,8 @@ def _export_seg(config, backbone, out, demo):
             spec["fpn_inplanes"] = [64, 128, 256, 512]  # ResNet-18's stage widths
         model = model_class(num_classes=3, backbone=ResNet18_vd(), **spec)
     else:
-        model = build_seg_model(os.path.join(ROOT, "configs", "seg", "demo", config), [f"model.backbone.arch={backbone}"])
+        model = build_seg_model(os.path.join(ROOT, "configs", "seg", "demo", config),
+                                [f"model.backbone.arch={backbone}"])
     model.eval()
     rng = np.random.default_rng(0)
     cases = []
@@ -190,7 +191,8 @@ def _params():
             # CI: the script's oneDNN-on sequence and oneDNN off; its default flag (the same
             # oneDNN-on pipeline without the two oneDNN calls) only with PPVH_FULL_TESTS=1
             for setting in [s for s in DENSE_SETTINGS[task] if FULL or not s.endswith("_mkldnn_false")]:
-                out += [pytest.param(task, config, setting, name, id=f"{config}-{setting}-{name}") for name in MODELS]
+                out += [pytest.param(task, config, setting, name, id=f"{config}-{setting}-{name}")
+                        for name in MODELS]
     return out
 
 

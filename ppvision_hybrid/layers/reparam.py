@@ -87,7 +87,8 @@ def fold_into_conv1x1(conv, before=None, after=()):
     input) and the maps ``after`` (applied to its output, in order) folded into its weights.
     Exact only for 1x1 kernels without padding: a map before a padded conv would also act on
     the padding."""
-    if tuple(conv.weight.shape[2:]) != (1, 1) or conv._groups != 1 or any(paddle.utils.convert_to_list(conv._padding, 2, 'padding')):
+    padding = paddle.utils.convert_to_list(conv._padding, 2, "padding")
+    if tuple(conv.weight.shape[2:]) != (1, 1) or conv._groups != 1 or any(padding):
         raise ValueError("fold_into_conv1x1 needs an ungrouped 1x1 convolution without padding")
     weight, bias = conv.weight, conv.bias
     if before is not None:

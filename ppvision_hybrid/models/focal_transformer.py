@@ -121,7 +121,8 @@ def _stage_geometry(height, width, window, local_offsets, focal_window, xp=paddl
     an int64 sum, Paddle 3.3.1's ``operator_scale_onednn_fuse_pass`` folds the multiplication
     into the add as an output scale that the int64 kernel ignores (docs/deploy.md).
     """
-    if xp is paddle and in_legacy_static_mode():  # Paddle 2.6 to_static: sizes are int32 Variables; index math is int64
+    if xp is paddle and in_legacy_static_mode():
+        # Paddle 2.6 to_static: sizes are int32 Variables; the index math is int64
         height, width = paddle.cast(height, "int64"), paddle.cast(width, "int64")
     pad_h = (window - height % window) % window
     pad_w = (window - width % window) % window
@@ -137,8 +138,8 @@ def _stage_geometry(height, width, window, local_offsets, focal_window, xp=paddl
     rows = wi.reshape([-1, 1, 1, 1]) * window + t.reshape([1, 1, -1, 1])
     cols = wj.reshape([1, -1, 1, 1]) * window + t.reshape([1, 1, 1, -1])
     inside = ((rows < height) & (cols < width)).astype("int64")
-    raster = wi.reshape([-1, 1, 1, 1]) * (window * width) + t.reshape([1, 1, -1, 1]) * width + cols  # rows*width+cols
-    part = (inside * raster + (1 - inside) * (height * width)).reshape([-1])
+    raster = wi.reshape([-1, 1, 1, 1]) * (window * width) + t.reshape([1, 1, -1, 1]) * width + cols
+    part = (inside * raster + (1 - inside) * (height * width)).reshape([-1])  # raster = rows * width + cols
     padded = not (isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0)
 
     # fine keys: offsets around each window, wrapping at the padded map border (torch.roll)
@@ -153,7 +154,7 @@ def _stage_geometry(height, width, window, local_offsets, focal_window, xp=paddl
     a = xp.arange(focal_window, dtype="int64")
     pr = wi.reshape([-1, 1, 1, 1]) + a.reshape([1, 1, -1, 1])  # row in the padded pooled map
     pc = wj.reshape([1, -1, 1, 1]) + a.reshape([1, 1, 1, -1])
-    pooled = (hp * wp + wi.reshape([-1, 1, 1, 1]) * wq + a.reshape([1, 1, -1, 1]) * wq + pc  # + pr * wq
+    pooled = (hp * wp + wi.reshape([-1, 1, 1, 1]) * wq + a.reshape([1, 1, -1, 1]) * wq + pc  # pr * wq + pc
               ).reshape([n_wh, n_ww, -1])
     mask = None
     if focal_window > 1:
