@@ -1,11 +1,12 @@
 """Static-graph export for Paddle Inference (dynamic batch; dynamic H/W for dense backbones)."""
+import copy
 import os
 
 import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
-__all__ = ["export_inference_model", "inference_model_files"]
+__all__ = ["deploy_copy", "export_inference_model", "inference_model_files"]
 
 
 class _WithSoftmax(nn.Layer):
@@ -17,32 +18,36 @@ class _WithSoftmax(nn.Layer):
         return nn.functional.softmax(self.model(x), axis=-1)
 
 
+def deploy_copy(layer):
+    """An eval-mode deep copy of ``layer`` in its inference form: every sublayer that offers
+    ``re_parameterize()`` (our backbones, also inside a PaddleDetection / PaddleSeg model) is
+    re-parameterized. ``layer`` itself is left as it is."""
+    copied = copy.deepcopy(layer)
+    copied.eval()
+    for sub in [copied] + copied.sublayers():
+        if hasattr(sub, "re_parameterize") and not getattr(sub, "is_repped", False):
+            sub.re_parameterize()
+    return copied
+
+
 def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_softmax=False,
                            dynamic_hw=False, filename="inference"):
-    """``paddle.jit.to_static`` + ``paddle.jit.save`` to ``save_dir/filename``.
+    """``paddle.jit.to_static`` + ``paddle.jit.save`` of :func:`deploy_copy` ``(model)`` to
+    ``save_dir/filename``; ``model`` is left as it is (mode, weights, layers).
 
     The batch dimension is always dynamic; with ``dynamic_hw`` the spatial dims are too, so one
     saved model serves every input size. Paddle 3.x writes ``.json`` (PIR), 2.6 ``.pdmodel``.
     Returns the path prefix.
     """
-    model.eval()
-    layer = _WithSoftmax(model) if with_softmax else model
+    layer = deploy_copy(model)
+    if with_softmax:
+        layer = _WithSoftmax(layer)
     c, h, w = image_shape
     spec = [InputSpec([None, c, None if dynamic_hw else h, None if dynamic_hw else w], "float32", "x")]
-    # to_static replaces the layer's forward in place; put the eager one back afterwards, so the
-    # caller's model stays an eager model (and tests compare the saved graph with real eager
-    # outputs, not with the traced program run again).
-    had_own_forward, own_forward = "forward" in layer.__dict__, layer.__dict__.get("forward")
-    try:
-        static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
-        os.makedirs(save_dir, exist_ok=True)
-        prefix = os.path.join(save_dir, filename)
-        paddle.jit.save(static, prefix)
-    finally:
-        if had_own_forward:
-            layer.forward = own_forward
-        else:
-            layer.__dict__.pop("forward", None)
+    static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+    os.makedirs(save_dir, exist_ok=True)
+    prefix = os.path.join(save_dir, filename)
+    paddle.jit.save(static, prefix)
     return prefix
 
 

@@ -6,12 +6,14 @@ just the exported files: ``inference.json`` (Paddle 3.x / PIR) or ``inference.pd
 
 oneDNN on Paddle 3.3.1
 ----------------------
-Some oneDNN fuse passes of the PIR pipeline rewrite the window-attention graphs of these models
-into wrong shapes (the predictor fails to build) or change results. They were found by
-bisection (:func:`find_breaking_onednn_passes`: keep a prefix of the pass pipeline, find the
-first pass whose application breaks the model, delete it, repeat) on every family at 224x224
-and at 200x328 from one dynamic-H/W export. Only those passes are deleted; everything else
-oneDNN offers stays on. :data:`ONEDNN_BROKEN_PASSES` records what broke, where and how.
+Three oneDNN passes of Paddle 3.3.1's PIR pipeline mistranslate some graph patterns (a reshape
+with a constant shape right after a transpose, a multiplication by a constant right after an
+integer element-wise op, an in-place op behind a memory-sharing layout conversion). The exported
+models are written so that none of them occurs (docs/deploy.md), so every export runs in a
+``paddle.inference.Config`` as any consumer sets it up, with nothing deleted:
+:data:`ONEDNN_BROKEN_PASSES` is empty. :func:`find_breaking_onednn_passes` (keep a prefix of the
+pass pipeline, find the first pass whose application breaks a model, repeat) stays as the
+diagnostic that finds such a pass in a new graph.
 """
 import contextlib
 import os
@@ -41,23 +43,9 @@ def pin_cpu_threads(affinity=CPU_AFFINITY):
     the value in effect."""
     return os.environ.setdefault("KMP_AFFINITY", affinity)
 
-#: oneDNN passes that break at least one family on Paddle 3.3.1 (pass -> what goes wrong).
-#: Deleted by default when oneDNN is on; see docs/deploy.md for the per-family findings.
-ONEDNN_BROKEN_PASSES = {
-    # Folds a reshape into the preceding oneDNN op; with window partition (reshape -> 6-D
-    # transpose -> reshape) and a dynamic batch the following fc gets a [1, -1568] input and
-    # predictor creation fails ("The input's second dimension and weight's first dimension is
-    # expected to be the same").
-    "operator_reshape_onednn_fuse_pass":
-        "window partition/reverse: wrong shapes after reshape folding (predictor creation fails)",
-    # Folds a following scale into a oneDNN op's output scale; MixFormer's outputs silently
-    # change (relative error 0.44 at 224x224).
-    "operator_scale_onednn_fuse_pass": "MixFormer: silently wrong outputs",
-    # Runs oneDNN element-wise ops in place although their input is read again later:
-    # ``frac = src - floor(src)`` becomes 0 (MAFormer's bilinear GLD matrices; relative error
-    # 2e-2 at 224x224).
-    "inplace_pass": "MAFormer: silently wrong outputs (in-place floor overwrites a live input)",
-}
+#: oneDNN passes to delete by default (pass -> reason). Empty: every exported model runs with the
+#: full pipeline. Kept so :func:`create_config` callers can still name passes to delete.
+ONEDNN_BROKEN_PASSES = {}
 
 
 def model_files(model_path, filename="inference"):
@@ -102,8 +90,10 @@ def create_config(model_path, use_gpu=False, gpu_id=0, gpu_mem_mb=1000, enable_m
             on GPU without TensorRT, ``fp16`` runs the GPU kernels in half precision.
         dynamic_shape: TensorRT dynamic shape ranges, either ``(min, opt, max)`` NCHW shapes for
             the single input or a dict ``{input_name: (min, opt, max)}``.
-        delete_passes: passes to delete; ``None`` deletes :data:`ONEDNN_BROKEN_PASSES` when
-            oneDNN is on and nothing otherwise.
+        delete_passes: passes to delete; ``None`` deletes :data:`ONEDNN_BROKEN_PASSES` (empty)
+            when oneDNN is on and nothing otherwise.
+        memory_optim: memory reuse between intermediates (with the new executor, which Paddle
+            3.3.1 needs for it).
         pin_threads: on CPU, :func:`pin_cpu_threads` first (process-wide; see
             :data:`CPU_AFFINITY` for the measured gain and the multi-process caveat).
     """
@@ -160,6 +150,10 @@ def create_config(model_path, use_gpu=False, gpu_id=0, gpu_mem_mb=1000, enable_m
         config.delete_pass(name)
     config.switch_ir_optim(bool(ir_optim))
     config.enable_memory_optim(bool(memory_optim))
+    if memory_optim and hasattr(config, "enable_new_executor"):
+        # Paddle 3.3.1 fails to build any PIR model with memory optimization on ("Not find
+        # predictor_id 0 and pass_name memory_optimize_pass") unless the new executor runs it.
+        config.enable_new_executor()
     if not log:
         config.disable_glog_info()
     return config

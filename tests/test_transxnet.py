@@ -195,7 +195,7 @@ def test_idconv_saved_graph_formulation_equals_grouped_conv(kernel_size, num_gro
     with paddle.no_grad():
         weight, bias = layer.dynamic_kernels(x)
         grouped = layer.conv_grouped(x, weight, bias).numpy()
-        separable = layer.conv_separable(x, layer.dynamic_mixer(x)).numpy()  # the saved-graph path
+        separable = layer.deploy_twin()(x).numpy()  # the inference form (IDConvDeploy)
         reference = np.stack([paddle.nn.functional.conv2d(x[i:i + 1], weight[i].unsqueeze(1), bias[i],
                                                           padding=kernel_size // 2,
                                                           groups=24).numpy()[0] for i in range(2)])
@@ -235,7 +235,7 @@ def test_multi_scale_dwconv_merged_kernel_equals_the_split_convs():
 def test_exported_graph_with_fixed_batch_is_right_on_every_call(tmp_path):
     """Paddle Inference's oneDNN conv caches its kernel per shape, so a saved graph must never run
     IDConv as a conv with computed kernels (fixed batch included): a second call with new values
-    would reuse the first call's kernels. The other saved-graph formulations (layer scale as a
+    would reuse the first call's kernels. The inference form's other pieces (layer scale as a
     conv, BNs folded into 1x1 convs, pooling as matrices) are checked too, with non-trivial BN
     statistics."""
     from paddle.static import InputSpec
@@ -245,11 +245,12 @@ def test_exported_graph_with_fixed_batch_is_right_on_every_call(tmp_path):
                          num_groups=(2, 2, 2, 2), mlp_ratios=(2, 2, 2, 2), img_size=64, class_num=10,
                          layer_scale_init_value=0.5)
     rng = np.random.RandomState(0)
-    randomize_batch_norms(model, rng)  # statistics that make the BN folding of saved graphs matter
+    randomize_batch_norms(model, rng)  # statistics that make the BN folding matter
     model.eval()
     inputs = [rng.standard_normal((1, 3, 64, 64)).astype("float32") for _ in range(3)]
-    with paddle.no_grad():  # eager outputs, before to_static replaces the forward
+    with paddle.no_grad():
         expected = [model(paddle.to_tensor(x)).numpy() for x in inputs]
+    model.re_parameterize()  # the inference form: what every export traces
     static = paddle.jit.to_static(model, input_spec=[InputSpec([1, 3, 64, 64], "float32", "x")], full_graph=True)
     paddle.jit.save(static, str(tmp_path / "inference"))
     predictor = create_predictor(str(tmp_path), enable_mkldnn=True, cpu_threads=1)

@@ -69,8 +69,8 @@ def export_seg_model(model, save_dir, transforms=None, output_op="none"):
                 return paddle.nn.functional.softmax(logit, axis=1)
             return logit
 
-    model.eval()
-    wrapped = Exported(model, output_op)
+    from ..export import deploy_copy
+    wrapped = Exported(deploy_copy(model), output_op)  # our backbones in their inference form
     wrapped.eval()
     spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]
     static = paddle.jit.to_static(wrapped, input_spec=spec, full_graph=True)

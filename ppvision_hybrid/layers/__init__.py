@@ -5,13 +5,16 @@ from .window import pad_nhwc, pad_to_multiple, window_partition, window_reverse
 from .relpos import relative_position_index
 from .conv_bn import ConvBN, ConvBNAct
 from .mlp import Mlp
-from .channels_last import batch_norm_channels_last, conv2d_channels_last, conv2d_nhwc
-from .resample import adaptive_pool_matrix, adaptive_avg_pool2d_matmul
+from .channels_last import batch_norm_channels_last
+from .reparam import (re_parameterize_layers, Scale, batch_norm_affine, conv2d_with, fuse_conv_bn,
+                      fold_into_conv1x1, affine_as_depthwise_conv, embed_kernel)
+from .resample import adaptive_pool_matrix, adaptive_avg_pool2d_matmul, floor_with_fraction
 
 __all__ = [
     "DropPath", "drop_path", "trunc_normal_", "zeros_", "ones_", "constant_",
     "kaiming_normal_fan_out_", "init_weights_vit", "pad_nhwc", "pad_to_multiple", "window_partition",
     "window_reverse", "relative_position_index", "ConvBN", "ConvBNAct", "Mlp",
-    "batch_norm_channels_last", "conv2d_channels_last", "conv2d_nhwc", "adaptive_pool_matrix",
-    "adaptive_avg_pool2d_matmul",
+    "batch_norm_channels_last", "adaptive_pool_matrix",
+    "adaptive_avg_pool2d_matmul", "floor_with_fraction", "re_parameterize_layers", "Scale", "batch_norm_affine",
+    "conv2d_with", "fuse_conv_bn", "fold_into_conv1x1", "affine_as_depthwise_conv", "embed_kernel",
 ]

@@ -1,6 +1,8 @@
 """Conv2D + BatchNorm (+ activation), the conv-BN unit several families share."""
 import paddle.nn as nn
 
+from .reparam import fuse_conv_bn
+
 
 class ConvBN(nn.Sequential):
     """Conv2D followed by BatchNorm2D; sublayer names ``0``/``1`` follow nn.Sequential."""
@@ -13,6 +15,10 @@ class ConvBN(nn.Sequential):
                       bias_attr=None if bias else False),
             nn.BatchNorm2D(out_ch, epsilon=bn_eps),
         )
+
+    def deploy_twin(self):
+        """Inference form: one convolution with the BatchNorm folded in."""
+        return fuse_conv_bn(self[0], self[1])
 
 
 class ConvBNAct(nn.Sequential):
@@ -27,3 +33,7 @@ class ConvBNAct(nn.Sequential):
             nn.BatchNorm2D(out_ch, epsilon=bn_eps),
             act_layer(),
         )
+
+    def deploy_twin(self):
+        """Inference form: the convolution with the BatchNorm folded in, then the activation."""
+        return nn.Sequential(fuse_conv_bn(self[0], self[1]), self[2])

@@ -20,6 +20,19 @@ def adaptive_pool_matrix(size, out):
     return m / m.sum(axis=1, keepdim=True)
 
 
+def floor_with_fraction(x):
+    """``(floor(x)`` as int64, ``x - floor(x))`` for a float tensor, with no ``floor`` op: the cast
+    truncates toward zero, and one is taken off where that rounded a negative value up.
+
+    Exported graphs need this form: Paddle 3.3.1 runs ``floor`` (no oneDNN kernel) behind a
+    layout conversion that shares its input's memory, and its ``inplace_pass`` then floors that
+    memory in place although ``x`` is read again for the fraction (which silently becomes 0;
+    docs/deploy.md). A cast cannot run in place (its dtype changes)."""
+    truncated = x.astype("int64")
+    floor = truncated - (truncated.astype(x.dtype) > x).astype("int64")
+    return floor, x - floor.astype(x.dtype)
+
+
 def _mean_row(matrix):
     """A ``[1, size]`` row of ``1 / size`` for a ``[rows, size]`` matrix (size may be traced)."""
     size = matrix.shape[1]

@@ -36,14 +36,12 @@ def _static_dims(x):
 def pad_nhwc(x, pad_left=0, pad_right=0, pad_top=0, pad_bottom=0):
     """Zero-pad the H and W dims of an NHWC tensor (``F.pad(..., data_format="NHWC")`` semantics).
 
-    In exported graphs the pad is built from zero blocks and ``concat``: Paddle 3.3.1's oneDNN
-    ``pad3d`` kernel ignores ``data_format="NHWC"``/``"NDHWC"`` and pads W and C instead of H
-    and W, so a predictor with oneDNN on returns wrong shapes or fails
-    (``onednn_to_paddle_layout raises dnnl::error``). Dygraph keeps the faster native pad.
-    Pad amounts may be Python ints or symbolic sizes (dynamic H/W under ``to_static``).
+    The pad is built from zero blocks and ``concat``: Paddle 3.3.1's oneDNN ``pad3d`` kernel
+    ignores ``data_format="NHWC"``/``"NDHWC"`` and pads W and C instead of H and W, so a
+    predictor with oneDNN on would return wrong shapes or fail (``onednn_to_paddle_layout raises
+    dnnl::error``). Pad amounts may be Python ints or symbolic sizes (dynamic H/W under
+    ``to_static``).
     """
-    if paddle.in_dynamic_mode():
-        return F.pad(x, [pad_left, pad_right, pad_top, pad_bottom], data_format="NHWC")
     B, H, W, C = _static_dims(x)
     parts = [x]
     if not (isinstance(pad_left, int) and pad_left == 0):
@@ -61,14 +59,19 @@ def pad_nhwc(x, pad_left=0, pad_right=0, pad_top=0, pad_bottom=0):
 
 
 def window_partition(x, window_size: int):
-    """[B, H, W, C] (H, W multiples of window) -> [B * nW, window_size * window_size, C]."""
+    """[B, H, W, C] (H, W multiples of window) -> [B * nW, window_size * window_size, C].
+
+    The transposed map is merged with ``flatten``, not ``reshape``: Paddle 3.3.1's
+    ``operator_reshape_onednn_fuse_pass`` folds a constant-shape reshape into the transpose
+    before it and keeps the transpose's output shape in the graph, so the op after it (a Linear)
+    fails to build with a dynamic batch (docs/deploy.md)."""
     B, H, W, C = x.shape
     x = x.reshape([B, H // window_size, window_size, W // window_size, window_size, C])
-    return x.transpose([0, 1, 3, 2, 4, 5]).reshape([-1, window_size * window_size, C])
+    return x.transpose([0, 1, 3, 2, 4, 5]).flatten(3, 4).flatten(0, 2)
 
 
 def window_reverse(windows, window_size: int, H: int, W: int):
     """Inverse of :func:`window_partition`: [B * nW, ws*ws, C] -> [B, H, W, C]."""
     C = windows.shape[-1]
     x = windows.reshape([-1, H // window_size, W // window_size, window_size, window_size, C])
-    return x.transpose([0, 1, 3, 2, 4, 5]).reshape([-1, H, W, C])
+    return x.transpose([0, 1, 3, 2, 4, 5]).flatten(3, 4).flatten(1, 2)

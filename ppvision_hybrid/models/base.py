@@ -10,10 +10,14 @@ A family subclasses :class:`HybridBackbone` and implements four methods:
 
 The base class provides ``forward`` (classification, or the pyramid when
 ``features_only=True``), input validation with clear errors, ``feature_info``,
-``out_channels`` / ``out_strides`` for dense-task adapters, and ``no_weight_decay``.
+``out_channels`` / ``out_strides`` for dense-task adapters, ``no_weight_decay`` and
+``re_parameterize`` (the inference form; layers opt in with ``deploy_twin``, see
+:mod:`ppvision_hybrid.layers.reparam`).
 """
 import paddle
 import paddle.nn as nn
+
+from ..layers import re_parameterize_layers
 
 __all__ = ["HybridBackbone", "build_model"]
 
@@ -87,6 +91,31 @@ class HybridBackbone(nn.Layer):
         ``one_dim_param_no_weight_decay``)."""
         return {n for n, _ in self.named_parameters()
                 if any(k in n for k in self.no_weight_decay_keywords)}
+
+    # ---- inference form -------------------------------------------------------------------
+    #: True once :meth:`re_parameterize` has run (PaddleClas's export reads this attribute).
+    is_repped = False
+
+    def re_parameterize(self):
+        """Switch this eval-mode model to its inference form, in place, and return it.
+
+        Every fold is computed once, in eager mode, from the current weights: BatchNorms into
+        the convolutions next to them, layer scales into weights, merged kernels, attention
+        scales into the query projection; layers whose inference form differs are swapped for
+        their deploy twins. The outputs stay the same (to float rounding); the parameter names
+        do not (load checkpoints before, save the original model, not this one). Idempotent.
+        PaddleClas's export calls it by this name, PaddleDetection's as ``convert_to_deploy``;
+        :func:`ppvision_hybrid.export.export_inference_model` re-parameterizes a copy.
+        """
+        if self.training:
+            raise RuntimeError(f"{type(self).__name__}.re_parameterize() folds BatchNorm running statistics "
+                               f"and needs eval mode: call model.eval() first")
+        if not self.is_repped:
+            re_parameterize_layers(self)
+            self.is_repped = True
+        return self
+
+    convert_to_deploy = re_parameterize  # PaddleDetection's name for the same step
 
     def classifier_state_keys(self):
         return [k for k in self.state_dict() if k.startswith(tuple(self.classifier_prefixes))]

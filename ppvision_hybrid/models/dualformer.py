@@ -136,7 +136,10 @@ class PartitionAttention(nn.Layer):
     def partition(self, tokens):
         """LSH partition of ``tokens`` (B, heads, d_h, m) as the one-hot float matrix ``P``
         (B, heads, K, m); eq.(5): H(x) = sum_j 2^j h_j(x), h_j(x) = [beta_j . x >= 0]."""
-        projections = paddle.matmul(self.hyperplanes, tokens.detach())          # (B, h, bits, m)
+        # No detach(): the comparison below carries no gradient anyway, and a detach() of this
+        # intermediate raced in Paddle 3.3.1's multi-threaded executor in traced training
+        # graphs (docs/deploy.md).
+        projections = paddle.matmul(self.hyperplanes, tokens)                   # (B, h, bits, m)
         bits = (projections >= 0).astype(self.bit_values.dtype)
         codes = paddle.matmul(self.bit_values, bits)                             # (B, h, 1, m)
         return (codes == self.partition_ids).astype(tokens.dtype)                # (B, h, K, m)

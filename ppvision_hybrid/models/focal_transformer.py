@@ -36,7 +36,9 @@ Detection setting (paper Sec. 4.2): ``detection_focal=True`` uses focal windows 
 at run time, with the pooled-token bias tables bilinearly up-sampled from the stored
 (classification-sized) tables, so classification checkpoints load unchanged.
 """
+import functools
 import math
+import warnings
 
 import numpy as np
 import paddle
@@ -98,9 +100,10 @@ def local_key_offsets(window: int, expand: int) -> np.ndarray:
     return np.concatenate(offsets, 0).astype("int64")
 
 
-def _stage_geometry(height, width, window, local_offsets, focal_window):
-    """Runtime gather indices for one stage (shared by its blocks). ``height``/``width`` may be
-    symbolic under ``to_static``; everything here is built from ``paddle.arange``.
+def _stage_geometry(height, width, window, local_offsets, focal_window, xp=paddle):
+    """Gather indices for one stage (shared by its blocks), built from ``arange``s of ``xp``:
+    ``paddle`` for the symbolic ``height``/``width`` of a ``to_static`` trace, ``numpy`` for
+    static sizes (:func:`static_stage_geometry`).
 
     Returns dict with
       part: [Hp*Wp] raster position (row in ``[H*W, C]`` tokens) of each padded-map token in
@@ -113,59 +116,83 @@ def _stage_geometry(height, width, window, local_offsets, focal_window):
             the focal window is 1 (nothing is ever padded);
       unpart: [H*W] window-ordered position of each unpadded map token (reverse + crop);
       n_wh, n_ww.
+
+    Every integer term is multiplied by its stride before the terms are summed, never after: on
+    an int64 sum, Paddle 3.3.1's ``operator_scale_onednn_fuse_pass`` folds the multiplication
+    into the add as an output scale that the int64 kernel ignores (docs/deploy.md).
     """
-    if in_legacy_static_mode():  # Paddle 2.6 to_static: sizes are int32 Variables; index math is int64
+    if xp is paddle and in_legacy_static_mode():
+        # Paddle 2.6 to_static: sizes are int32 Variables; the index math is int64
         height, width = paddle.cast(height, "int64"), paddle.cast(width, "int64")
     pad_h = (window - height % window) % window
     pad_w = (window - width % window) % window
     hp, wp = height + pad_h, width + pad_w
     n_wh, n_ww = hp // window, wp // window
     area = window * window
-    wi = paddle.arange(n_wh, dtype="int64")
-    wj = paddle.arange(n_ww, dtype="int64")
-    t = paddle.arange(window, dtype="int64")
+    concat = np.concatenate if xp is np else paddle.concat
+    wi = xp.arange(n_wh, dtype="int64")
+    wj = xp.arange(n_ww, dtype="int64")
+    t = xp.arange(window, dtype="int64")
 
     # window partition: token (r, c) of window (wi, wj) sits at (wi*ws + r, wj*ws + c)
     rows = wi.reshape([-1, 1, 1, 1]) * window + t.reshape([1, 1, -1, 1])
     cols = wj.reshape([1, -1, 1, 1]) * window + t.reshape([1, 1, 1, -1])
     inside = ((rows < height) & (cols < width)).astype("int64")
-    part = (inside * (rows * width + cols) + (1 - inside) * (height * width)).reshape([-1])
+    raster = wi.reshape([-1, 1, 1, 1]) * (window * width) + t.reshape([1, 1, -1, 1]) * width + cols
+    part = (inside * raster + (1 - inside) * (height * width)).reshape([-1])  # raster = rows * width + cols
     padded = not (isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0)
 
     # fine keys: offsets around each window, wrapping at the padded map border (torch.roll)
-    off = paddle.to_tensor(local_offsets)
+    off = local_offsets if xp is np else paddle.to_tensor(local_offsets)
     kr = (wi.reshape([-1, 1, 1]) * window + off[:, 0].reshape([1, 1, -1]) + hp) % hp
     kc = (wj.reshape([1, -1, 1]) * window + off[:, 1].reshape([1, 1, -1]) + wp) % wp
-    local = ((kr // window) * n_ww + kc // window) * area + (kr % window) * window + kc % window
+    local = (kr // window) * (n_ww * area) + (kc // window) * area + (kr % window) * window + kc % window
     # coarse keys: the focal_window^2 pooled tokens around each window in the zero-padded pooled
     # map (the authors' nn.Unfold with padding focal_window // 2); -100 where padded
     half = focal_window // 2
     hq, wq = n_wh + 2 * half, n_ww + 2 * half
-    a = paddle.arange(focal_window, dtype="int64")
+    a = xp.arange(focal_window, dtype="int64")
     pr = wi.reshape([-1, 1, 1, 1]) + a.reshape([1, 1, -1, 1])  # row in the padded pooled map
     pc = wj.reshape([1, -1, 1, 1]) + a.reshape([1, 1, 1, -1])
-    pooled = (hp * wp + pr * wq + pc).reshape([n_wh, n_ww, -1])
+    pooled = (hp * wp + wi.reshape([-1, 1, 1, 1]) * wq + a.reshape([1, 1, -1, 1]) * wq + pc  # pr * wq + pc
+              ).reshape([n_wh, n_ww, -1])
     mask = None
     if focal_window > 1:
         inside = ((pr >= half) & (pr < hq - half)) & ((pc >= half) & (pc < wq - half))
         pool_mask = (1.0 - inside.astype("float32")) * _MASK_VALUE
-        local_zero = paddle.zeros([n_wh, n_ww, 1, local_offsets.shape[0]], "float32")
-        mask = paddle.concat([local_zero, pool_mask.reshape([n_wh, n_ww, 1, -1])], axis=3)
+        local_zero = xp.zeros([n_wh, n_ww, 1, local_offsets.shape[0]], "float32")
+        mask = concat([local_zero, pool_mask.reshape([n_wh, n_ww, 1, -1])], axis=3)
         mask = mask.reshape([n_wh * n_ww, 1, -1])  # [nW, 1, n_keys]
-    key_parts = [local, pooled]
-    keys = paddle.concat(key_parts, axis=2).reshape([-1])
+    keys = concat([local, pooled], axis=2).reshape([-1])
 
-    h = paddle.arange(height, dtype="int64").reshape([-1, 1])
-    w = paddle.arange(width, dtype="int64").reshape([1, -1])
-    unpart = (((h // window) * n_ww + w // window) * area + (h % window) * window
+    h = xp.arange(height, dtype="int64").reshape([-1, 1])
+    w = xp.arange(width, dtype="int64").reshape([1, -1])
+    unpart = ((h // window) * (n_ww * area) + (w // window) * area + (h % window) * window
               + w % window).reshape([-1])
     return dict(part=part, padded=padded, keys=keys, mask=mask, unpart=unpart, n_wh=n_wh, n_ww=n_ww)
 
 
+@functools.lru_cache(maxsize=32)
+def _static_stage_geometry_arrays(height, width, window, local_offsets, focal_window):
+    return _stage_geometry(height, width, window, np.array(local_offsets, "int64"), focal_window, xp=np)
+
+
+def static_stage_geometry(height, width, window, local_offsets, focal_window):
+    """:func:`_stage_geometry` of static sizes: computed once per size with NumPy, returned as
+    tensors (constants when traced)."""
+    geo = _static_stage_geometry_arrays(height, width, window, tuple(map(tuple, local_offsets)), focal_window)
+    return {k: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v for k, v in geo.items()}
+
+
 def _materialize(t):
     # Paddle 3 transposes lazily (strided views); later ops then take slow strided paths, so
-    # copy once in dygraph. Static graphs lay out memory themselves.
-    return t.contiguous() if paddle.in_dynamic_mode() and hasattr(t, "contiguous") else t
+    # copy once. Traced graphs lay out memory themselves: there contiguous() returns its input
+    # (with a warning, silenced here); Paddle 2.6's legacy static Variables have no contiguous().
+    if not hasattr(t, "contiguous"):
+        return t
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*contiguous.*")
+        return t.contiguous()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,6 +288,31 @@ class FocalAttention(nn.Layer):
         out = paddle.gather(out, geo["unpart"], axis=2).transpose([0, 2, 1, 3]).reshape([B, -1, C])
         return self.proj_drop(self.proj(out))
 
+    def deploy_twin(self):
+        return FocalAttentionDeploy(self)
+
+
+class FocalAttentionDeploy(nn.Layer):
+    """:class:`FocalAttention`'s inference form: the same ``forward`` with the position bias of
+    every key computed once (the three tables gathered into key order, the pooled-token table
+    resized for the detection setting), so no gather or ``interpolate`` of parameters runs per
+    call or reaches the exported graph (Paddle 3.3.1's oneDNN cannot run an ``interpolate`` with
+    an output size: "ConvertPirAttribute2RuntimeAttribute not support", docs/deploy.md)."""
+
+    forward = FocalAttention.forward
+
+    def __init__(self, attention):
+        super().__init__()
+        for name in ("dim", "num_heads", "window", "expand", "head_dim", "scale", "focal_window",
+                     "runtime_focal_window"):
+            setattr(self, name, getattr(attention, name))
+        self.qkv, self.attn_drop = attention.qkv, attention.attn_drop
+        self.proj, self.proj_drop = attention.proj, attention.proj_drop
+        self.register_buffer("bias", attention.position_bias())
+
+    def position_bias(self):
+        return self.bias
+
 
 class FocalTransformerBlock(nn.Layer):
     """Pre-norm block: x + DropPath(FocalAttention(LN(x))), x + DropPath(MLP(LN(x)))."""
@@ -323,7 +375,6 @@ class FocalStage(nn.Layer):
         self.window, self.expand = window, expand
         self.runtime_focal_window = runtime_focal_window or focal_window
         self.local_offsets = local_key_offsets(window, expand)
-        self._geometry_cache = {}
         self.blocks = nn.LayerList([
             FocalTransformerBlock(dim, num_heads, window, expand, focal_window, runtime_focal_window,
                                   drop_path=drop_path[i], **block_kwargs) for i in range(depth)])
@@ -332,18 +383,10 @@ class FocalStage(nn.Layer):
     def forward(self, x):
         """x: [B, H, W, C] -> [B, H, W, C]."""
         batch, height, width, channels = x.shape
-        if paddle.in_dynamic_mode():
-            # the indices depend on the map size only: build them once per size in dygraph
-            key = (height, width, str(x.place))
-            if key not in self._geometry_cache:
-                if len(self._geometry_cache) > 8:
-                    self._geometry_cache.clear()
-                self._geometry_cache[key] = _stage_geometry(
-                    height, width, self.window, self.local_offsets, self.runtime_focal_window)
-            geo = dict(self._geometry_cache[key])
+        if isinstance(height, int) and isinstance(width, int):
+            geo = static_stage_geometry(height, width, self.window, self.local_offsets, self.runtime_focal_window)
         else:
-            geo = _stage_geometry(height, width, self.window, self.local_offsets,
-                                  self.runtime_focal_window)
+            geo = _stage_geometry(height, width, self.window, self.local_offsets, self.runtime_focal_window)
         x = x.reshape([batch, -1, channels])
         for blk in self.blocks:
             x = blk(x, geo)

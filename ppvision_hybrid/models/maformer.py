@@ -57,9 +57,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (DropPath, Mlp, adaptive_pool_matrix, init_weights_vit, kaiming_normal_fan_out_,
-                      pad_to_multiple, relative_position_index, trunc_normal_, window_partition,
-                      window_reverse, zeros_)
+from ..layers import (DropPath, Mlp, adaptive_pool_matrix, floor_with_fraction, init_weights_vit,
+                      kaiming_normal_fan_out_, pad_to_multiple, relative_position_index, trunc_normal_,
+                      window_partition, window_reverse, zeros_)
 from ..registry import register_model
 from .base import HybridBackbone, build_model
 
@@ -83,8 +83,8 @@ def _bilinear_matrix(size, out):
     size_f = paddle.full([1], size, dtype="float32")
     src = (paddle.arange(out, dtype="float32") + 0.5) * (size_f / out) - 0.5
     src = paddle.clip(src, min=0.0)
-    i0 = paddle.floor(src)
-    frac = (src - i0).unsqueeze(1)
+    i0, frac = floor_with_fraction(src)
+    i0, frac = i0.astype("float32"), frac.unsqueeze(1)
     i1 = paddle.minimum(i0 + 1.0, size_f - 1.0)
     pos = paddle.arange(size, dtype="float32").unsqueeze(0)
     return ((pos == i0.unsqueeze(1)).astype("float32") * (1.0 - frac)

@@ -22,11 +22,9 @@ Differences from the official code (function unchanged where it runs):
   ``spatial_interaction`` convs and ``conv_norm`` run on tokens (same weights, ``matmul`` /
   token BatchNorm). All of it is exact re-ordering: outputs match the official model to float
   rounding (see tests/test_mixformer.py and docs/models/mixformer.md).
-* Linear layers run as one ``addmm`` in dygraph (bias folded into the GEMM; Paddle CPU's separate
-  broadcast bias add costs as much as the matmul). Same parameters.
-* Exported graphs avoid two oneDNN pitfalls of Paddle 3.3.1 inference: gather indices are
-  permutations of an ``arange`` (no int64 add-then-scale arithmetic, which
-  ``operator_scale_onednn_fuse_pass`` miscomputes) and token BatchNorm is 2-D.
+* Exported graphs avoid the oneDNN pitfalls of Paddle 3.3.1 inference (docs/deploy.md): gather
+  indices are sums of strided ``arange``s (no integer transpose, no multiplication after an
+  integer sum) and token BatchNorm is an affine map.
 * Odd feature sizes at downsampling: the official ConvMerging asserts even sizes. We zero-pad
   the normalised map right/bottom to even before the 2x2 stride-2 conv (what a conv with
   ``padding`` would do), so every input size works; the output side is ceil(H / 2), the size the
@@ -36,6 +34,8 @@ Differences from the official code (function unchanged where it runs):
 * ``forward_pyramid`` returns the stage outputs (before downsampling) as NCHW maps; the official
   release has no dense-prediction code.
 """
+import functools
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -54,31 +54,14 @@ PAPER = "MixFormer: Mixing Features across Windows and Dimensions (Chen et al., 
 _SOURCE = "official Paddle code (PaddleClas PR), measured"
 
 
-class Linear(nn.Linear):
-    """``nn.Linear`` computed as one ``addmm`` (bias + x @ W).
-
-    On CPU Paddle runs ``F.linear`` as a matmul followed by a broadcast bias add that costs about
-    as much as the matmul; ``addmm`` folds the bias into the GEMM (2-2.6x faster per layer here).
-    Same parameters, same function. Dygraph only: static graphs (``to_static`` export) keep
-    ``F.linear``, whose matmul + add the inference passes fuse (and oneDNN's ``addmm`` fails with
-    dynamic shapes on Paddle 3.3.1). ``ppvision_hybrid.flops`` counts ``addmm`` like a Linear.
-    """
-
-    def forward(self, x):
-        if self.bias is None or x.ndim < 2 or not paddle.in_dynamic_mode():
-            return F.linear(x, self.weight, self.bias)
-        out = paddle.addmm(self.bias, x.reshape([-1, x.shape[-1]]), self.weight)
-        return out.reshape(x.shape[:-1] + [self.weight.shape[1]])
-
-
 class Mlp(nn.Layer):
     """Token MLP (fc1 -> GELU -> fc2), keys ``fc1``/``fc2`` as the official release."""
 
     def __init__(self, dim, hidden, drop=0.0):
         super().__init__()
-        self.fc1 = Linear(dim, hidden)
+        self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
-        self.fc2 = Linear(hidden, dim)
+        self.fc2 = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
     def forward(self, x):
@@ -97,7 +80,20 @@ def _conv1x1_tokens(conv, x):
     return out + conv.bias if conv.bias is not None else out
 
 
-def window_attention_indices(Hp, Wp, window_size, num_heads):
+def _strided_index(xp, axes):
+    """Flat index of every point of a grid: ``sum_i arange(size_i) * stride_i`` broadcast over
+    the grid of ``axes`` (``(size, stride)`` pairs, outermost first), flattened in grid order.
+    ``xp`` is ``numpy`` (static sizes) or ``paddle`` (symbolic sizes under ``to_static``)."""
+    total = None
+    for i, (size, stride) in enumerate(axes):
+        shape = [1] * len(axes)
+        shape[i] = -1
+        term = xp.arange(size, dtype="int64").reshape(shape) * stride
+        total = term if total is None else total + term
+    return total.reshape([-1])
+
+
+def window_attention_indices(Hp, Wp, window_size, num_heads, xp=paddle):
     """Per-image row-gather indices between raster token order and the attention layout.
 
     For a padded ``Hp x Wp`` map (multiples of ``window_size``), ``L = Hp*Wp``,
@@ -110,20 +106,27 @@ def window_attention_indices(Hp, Wp, window_size, num_heads):
       ``[L, heads*head_dim]``.
 
     A row gather replaces the six-D transposes of window partition/reverse, whose strided copy
-    is ~100x slower in Paddle dygraph. The indices are the naive permutations of an ``arange``
-    (no index arithmetic: oneDNN's ``operator_scale_onednn_fuse_pass`` miscomputes an int64
-    add followed by a scalar multiply in exported graphs); shapes come from ``x.shape``, so this
-    works with symbolic sizes under ``paddle.jit.to_static``.
+    is ~100x slower in Paddle dygraph. Each index is a sum of strided ``arange``s (no integer
+    transpose, and no multiplication after an integer sum: Paddle 3.3.1's oneDNN passes turn
+    both into wrong graphs, docs/deploy.md). Sizes may be symbolic (``xp=paddle``); static
+    sizes use :func:`static_window_attention_indices`.
     """
     ws, nh = window_size, num_heads
     nH, nW = Hp // ws, Wp // ws
-    # qkv rows of one image: [Hp, Wp, 3, nh] = [nH, ws, nW, ws, 3, nh] -> [3, nH, nW, nh, ws, ws]
-    qkv_index = paddle.arange((3 * nh) * Hp * Wp, dtype="int64")
-    qkv_index = qkv_index.reshape([nH, ws, nW, ws, 3, nh]).transpose([4, 0, 2, 5, 1, 3]).reshape([-1])
-    # output rows of one image: [nW, nh, N] = [nH, nW, nh, ws, ws] -> raster [nH, ws, nW, ws, nh]
-    out_index = paddle.arange(nh * Hp * Wp, dtype="int64")
-    out_index = out_index.reshape([nH, nW, nh, ws, ws]).transpose([0, 3, 1, 4, 2]).reshape([-1])
+    row = 3 * nh  # qkv rows per token
+    # qkv: grid [3, nH, nW, nh, ws, ws]; token (i*ws + a, j*ws + b), row t*nh + head within it
+    qkv_index = _strided_index(xp, [(3, nh), (nH, ws * Wp * row), (nW, ws * row), (nh, 1),
+                                    (ws, Wp * row), (ws, row)])
+    # output: raster grid [nH, ws, nW, ws, nh] of rows laid out [nH, nW, nh, ws, ws]
+    n = ws * ws
+    out_index = _strided_index(xp, [(nH, nW * nh * n), (ws, ws), (nW, nh * n), (ws, 1), (nh, n)])
     return qkv_index, out_index
+
+
+@functools.lru_cache(maxsize=32)
+def static_window_attention_indices(Hp, Wp, window_size, num_heads):
+    """:func:`window_attention_indices` of static sizes as NumPy arrays, computed once per size."""
+    return window_attention_indices(Hp, Wp, window_size, num_heads, xp=np)
 
 
 class MixingAttention(nn.Layer):
@@ -149,9 +152,9 @@ class MixingAttention(nn.Layer):
             shape=[(2 * window_size - 1) ** 2, num_heads], default_initializer=nn.initializer.Constant(0.0))
         self.register_buffer("relative_position_index",
                              paddle.to_tensor(relative_position_index(window_size)))
-        self.proj_attn = Linear(dim, dim // 2)
+        self.proj_attn = nn.Linear(dim, dim // 2)
         self.proj_attn_norm = nn.LayerNorm(dim // 2)
-        self.proj_cnn = Linear(dim, dim)
+        self.proj_cnn = nn.Linear(dim, dim)
         self.proj_cnn_norm = nn.LayerNorm(dim)
         # conv branch
         self.dwconv3x3 = nn.Sequential(
@@ -168,7 +171,7 @@ class MixingAttention(nn.Layer):
         self.projection = nn.Conv2D(dim, dim // 2, 1)
         self.conv_norm = nn.BatchNorm2D(dim // 2)
         # window-attention branch
-        self.qkv = Linear(dim // 2, dim // 2 * 3, bias_attr=None if qkv_bias else False)
+        self.qkv = nn.Linear(dim // 2, dim // 2 * 3, bias_attr=None if qkv_bias else False)
         self.attn_drop = nn.Dropout(attn_drop) if attn_drop > 0 else nn.Identity()
         self.spatial_interaction = nn.Sequential(
             nn.Conv2D(dim // 2, dim // 16, 1),
@@ -177,7 +180,7 @@ class MixingAttention(nn.Layer):
             nn.Conv2D(dim // 16, 1, 1),
         )
         self.attn_norm = nn.LayerNorm(dim // 2)
-        self.proj = Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
         trunc_normal_(self.relative_position_bias_table)
 
@@ -295,32 +298,26 @@ class BasicLayer(nn.Layer):
         self.window_size = window_size
         self.depth = depth
         self.num_heads = num_heads
-        self._index_cache = {}
         drop_path = drop_path if isinstance(drop_path, (list, tuple)) else [drop_path] * depth
         self.blocks = nn.LayerList([
             MixingBlock(dim, num_heads, window_size, dwconv_kernel_size, mlp_ratio, qkv_bias,
                         qk_scale, drop, attn_drop, drop_path[i]) for i in range(depth)])
         self.downsample = ConvMerging(dim, out_dim) if out_dim else None
 
-    def attention_indices(self, Hp, Wp, place):
-        """:func:`window_attention_indices`, cached per size in dygraph (int64 permutes are slow
-        strided copies there); computed in the graph under ``to_static`` (symbolic sizes)."""
-        if not (paddle.in_dynamic_mode() and isinstance(Hp, int) and isinstance(Wp, int)):
-            # building a static graph: the indices belong to that graph, never to the cache
-            return window_attention_indices(Hp, Wp, self.window_size, self.num_heads)
-        key = (Hp, Wp, str(place))
-        if key not in self._index_cache:
-            if len(self._index_cache) >= 16:
-                self._index_cache.clear()
-            self._index_cache[key] = window_attention_indices(Hp, Wp, self.window_size, self.num_heads)
-        return self._index_cache[key]
+    def attention_indices(self, Hp, Wp):
+        """:func:`window_attention_indices` for this stage: constants for static sizes (computed
+        once per size), graph ops for symbolic ones."""
+        if isinstance(Hp, int) and isinstance(Wp, int):
+            return [paddle.to_tensor(i) for i in static_window_attention_indices(Hp, Wp, self.window_size,
+                                                                                  self.num_heads)]
+        return window_attention_indices(Hp, Wp, self.window_size, self.num_heads)
 
     def forward(self, x, H, W):
         """Returns (stage output tokens, H, W, next-stage tokens, H', W')."""
         ws = self.window_size
         Hp = (H + ws - 1) // ws * ws
         Wp = (W + ws - 1) // ws * ws
-        qkv_index, out_index = self.attention_indices(Hp, Wp, x.place)  # shared by the blocks
+        qkv_index, out_index = self.attention_indices(Hp, Wp)  # shared by the blocks
         for blk in self.blocks:
             x = blk(x, H, W, Hp, Wp, qkv_index, out_index)
         if self.downsample is None:
@@ -393,7 +390,7 @@ class MixFormer(HybridBackbone):
                 qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr[start:start + depths[i]],
                 out_dim=dims[i + 1] if i < 3 else None))
         self.norm = nn.LayerNorm(dims[-1])
-        self.last_proj = Linear(dims[-1], last_dim)
+        self.last_proj = nn.Linear(dims[-1], last_dim)
         self.activate = nn.GELU()
         self.head = nn.Linear(last_dim, class_num) if class_num > 0 else nn.Identity()
         self.apply(init_weights_vit)

@@ -22,23 +22,24 @@ shared/notes/reference_facts.md):
 Dense mode (``features_only=True``) mirrors the authors' ``fork_feat``: each returned stage
 passes through its own GroupNorm(1, C); any input size works (every conv rounds up).
 
-Saved graphs (``paddle.jit.to_static``) trace some pieces differently, with the same function
-and fewer, faster oneDNN ops (docs/deploy.md, docs/benchmarks.md):
+``re_parameterize()`` gives the inference form (the same function in fewer, faster ops; every
+export uses it; docs/deploy.md, docs/benchmarks.md):
 
-* IDConv's per-sample depthwise conv runs as a static one-hot row conv, a batched matmul and a
-  column sum (a product with a constant banded matrix at static heights up to 64, else a
-  one-hot column conv). A conv with computed kernels cannot take a dynamic batch, and Paddle
-  Inference's oneDNN conv would reuse the first call's kernel.
-* IDConv's kernels and biases come from one (K+1)x(K+1) matrix pooling and one ``proj`` pass.
-  With two groups, a sigmoid replaces the softmax.
-* The layer scale runs as a depthwise 1x1 conv.
-* In eval mode, MS-FFN's four depthwise convs and their residual become one 7x7 conv, and the
-  BatchNorms and the second layer scale fold into neighbouring convs.
-* OSRA's scale is folded into q.
+* IDConv becomes :class:`IDConvDeploy`: its per-sample depthwise conv runs as a static one-hot
+  row conv, a batched matmul and a column sum (a product with a constant banded matrix at static
+  heights up to 64, else a one-hot column conv). A conv with computed kernels cannot take a
+  dynamic batch, and Paddle Inference's oneDNN conv would reuse the first call's kernel. Its
+  kernels and biases come from one (K+1)x(K+1) matrix pooling and one ``proj`` pass; with two
+  groups a sigmoid replaces the softmax.
+* The first layer scale becomes a depthwise 1x1 conv; MS-FFN's four depthwise convs and their
+  residual become one 7x7 conv, and its BatchNorms and the second layer scale fold into
+  neighbouring convs; the D-Mixer's BatchNorms fold into its 1x1 convs; OSRA's scale folds into
+  q; every conv + BatchNorm pair becomes one conv.
 
 Parameter names differ from the official ones; :func:`convert_official_state_dict` maps every
 official key (registered as the family converter).
 """
+import functools
 import math
 
 import numpy as np
@@ -46,7 +47,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import DropPath, ConvBN, ConvBNAct, adaptive_avg_pool2d_matmul, trunc_normal_, zeros_, ones_
+from ..layers import (DropPath, ConvBN, ConvBNAct, Scale, adaptive_avg_pool2d_matmul, affine_as_depthwise_conv,
+                      batch_norm_affine, conv2d_with, embed_kernel, floor_with_fraction, fold_into_conv1x1,
+                      trunc_normal_, zeros_, ones_)
 from ..registry import register_model, register_converter
 from .base import HybridBackbone, build_model
 
@@ -95,9 +98,7 @@ def _resize_axis_bicubic(t, out_size, axis):
         scale = float(in_size) / paddle.cast(out_size, "float32")
     dst = paddle.arange(out_size, dtype="float32")
     src = (dst + 0.5) * scale - 0.5
-    base = paddle.floor(src)
-    frac = src - base
-    base = paddle.cast(base, "int64")
+    base, frac = floor_with_fraction(src)
     weights = _bicubic_weights(frac)
     out = None
     shape = [1] * t.ndim
@@ -117,53 +118,6 @@ def resize_relative_position(pos, num_queries, num_keys):
     return _resize_axis_bicubic(pos, num_keys, axis=3)
 
 
-def _bn_affine(bn):
-    """An eval-mode BatchNorm as a per-channel ``(scale, shift)``."""
-    scale = bn.weight / paddle.sqrt(bn._variance + bn._epsilon)
-    return scale, bn.bias - bn._mean * scale
-
-
-def _folded_conv1x1(conv, x, bn_before=None, affine_after=()):
-    """``conv`` (1x1) after an eval-mode BatchNorm ``bn_before`` and followed by per-channel
-    affine maps ``affine_after`` (``(scale, shift)`` pairs), all folded into one conv's weights
-    (exact algebra: a 1x1 conv has no padding). Saved graphs only, where these are constants:
-    a BN that follows a GELU cannot fold into the conv before it, and each map costs an op."""
-    weight, bias = conv.weight, conv.bias
-    if bn_before is not None:
-        scale, shift = _bn_affine(bn_before)
-        shifted = paddle.matmul(weight.squeeze([2, 3]), shift)
-        weight = weight * scale.reshape([1, -1, 1, 1])
-        bias = shifted if bias is None else bias + shifted
-    for scale, shift in affine_after:
-        weight = weight * scale.reshape([-1, 1, 1, 1])
-        bias = shift if bias is None else bias * scale + shift
-    return F.conv2d(x, weight, bias)
-
-
-def _embed_kernel(kernel, size, offset):
-    """``kernel`` (``[..., k, k]``) placed at ``[offset:offset + k]`` on both axes of a zero
-    ``[..., size, size]``, by concatenating zeros: the same as zero padding, without ``pad3d``
-    (paddle2onnx 2.1.0 converted ``pad3d`` of constant weights into random garbage, measured)
-    and without broadcasting (Paddle Inference 3.3.1 folded a broadcast sum of constant
-    kernels to the wrong shape, measured)."""
-    *lead, k, _ = kernel.shape
-    after = size - offset - k
-
-    def zeros(rows, cols):
-        return paddle.zeros(lead + [rows, cols], kernel.dtype)
-    wide = paddle.concat(([zeros(k, offset)] if offset else []) + [kernel] + ([zeros(k, after)] if after else []),
-                         axis=-1)
-    return paddle.concat(([zeros(offset, size)] if offset else []) + [wide] + ([zeros(after, size)] if after else []),
-                         axis=-2)
-
-
-def _batch_norm_as_conv(bn, x):
-    """An eval-mode BatchNorm as a depthwise 1x1 conv (the same per-channel affine map): oneDNN
-    runs it several times faster than its batch_norm kernel. Saved graphs only."""
-    scale, shift = _bn_affine(bn)
-    return F.conv2d(x, scale.reshape([-1, 1, 1, 1]), bias=shift, groups=x.shape[1])
-
-
 class LayerScale(nn.Layer):
     """Per-channel affine ``x * weight + bias`` (the authors' LayerScale has a bias too)."""
 
@@ -173,18 +127,20 @@ class LayerScale(nn.Layer):
         self.bias = self.create_parameter([dim, 1, 1], default_initializer=nn.initializer.Constant(0.0))
 
     def forward(self, x):
-        if paddle.in_dynamic_mode():
-            return x * self.weight + self.bias
-        # Exported graphs: the same affine map as a depthwise 1x1 conv, which oneDNN runs several
-        # times faster than a broadcast multiply-add and fuses with the residual add after it.
-        return F.conv2d(x, self.weight.unsqueeze(1), bias=self.bias.reshape([-1]), groups=x.shape[1])
+        return x * self.weight + self.bias
+
+    def deploy_twin(self):
+        """Inference form: the same affine map as a depthwise 1x1 conv (several times faster in
+        oneDNN, which also fuses the residual add after it)."""
+        return affine_as_depthwise_conv(self.weight.reshape([-1]), self.bias.reshape([-1]))
 
 
-#: Saved graphs of a static height up to this run IDConv's column sum as a matrix product
-#: (:func:`column_shift_matrix`); taller maps (and dynamic heights) keep the one-hot Kx1 conv.
+#: :class:`IDConvDeploy` runs the column sum as a matrix product (:func:`column_shift_matrix`) at
+#: static heights up to this; taller maps (and dynamic heights) keep the one-hot Kx1 conv.
 COLUMN_MATMUL_MAX_HEIGHT = 64
 
 
+@functools.lru_cache(maxsize=64)
 def column_shift_matrix(height, kernel_size):
     """The ``[H, (K+1)*H]`` 0/1 matrix ``S`` with ``(S @ M)[y] = sum_i M[i, y + i - K//2] +
     M[K, y]`` for ``M`` laid out ``[(K+1)*H, W]`` (``K`` row-mixed copies, then the bias map):
@@ -224,78 +180,101 @@ class IDConv(nn.Layer):
     def dynamic_kernels(self, x):
         """Per-sample kernels ``[B, C, K, K]`` and biases ``[B, C]``."""
         k, g, c = self.kernel_size, self.num_groups, self.dim
-        if paddle.in_dynamic_mode():
-            pooled = F.adaptive_avg_pool2d(x, k)
-        else:  # same average as matrix products: converts to ONNX with dynamic H/W
-            pooled = adaptive_avg_pool2d_matmul(x, k)
-        attn = self.proj(pooled).reshape([0, g, c, k, k])
+        attn = self.proj(F.adaptive_avg_pool2d(x, k)).reshape([0, g, c, k, k])
         weight = (F.softmax(attn, axis=1) * self.weight.unsqueeze(0)).sum(axis=1)
         attn_b = self.proj(x.mean(axis=[2, 3], keepdim=True)).reshape([0, g, c])
         bias = (F.softmax(attn_b, axis=1) * self.bias.unsqueeze(0)).sum(axis=1)
         return weight, bias
 
     def forward(self, x):
-        if paddle.in_dynamic_mode():
-            weight, bias = self.dynamic_kernels(x)
-            return self.conv_grouped(x, weight, bias)
-        # Never a conv with computed kernels in a saved graph, even with a fixed batch: Paddle
-        # Inference's oneDNN conv caches its kernel per shape and silently reuses the first
-        # call's kernel on every later call (measured on 3.3.1). A dynamic batch rules out the
-        # grouped conv anyway (conv groups are a constant).
+        return self.conv_grouped(x, *self.dynamic_kernels(x))
+
+    def conv_grouped(self, x, weight, bias):
+        """The per-sample depthwise conv as one grouped conv over the batch folded into channels
+        (the authors' form, and the fastest in eager mode). The group count is the batch size
+        times C, so tracing needs a static batch."""
+        b, c, k = x.shape[0], self.dim, self.kernel_size
+        if not (isinstance(b, int) and b > 0):
+            raise RuntimeError("IDConv convolves with per-sample kernels, which needs a static batch size to "
+                               "trace; trace the inference form instead (model.re_parameterize(), or "
+                               "ppvision_hybrid.export.export_inference_model)")
+        out = F.conv2d(x.reshape([1, b * c, 0, 0]), weight.reshape([b * c, 1, k, k]),
+                       bias=bias.reshape([-1]), padding=k // 2, groups=b * c)
+        return out.reshape([b, c, 0, 0])
+
+    def deploy_twin(self):
+        return IDConvDeploy(self)
+
+
+class IDConvDeploy(nn.Layer):
+    """IDConv's inference form (:meth:`IDConv.deploy_twin`): the same function with only static
+    conv kernels, so it traces with a dynamic batch and runs right in Paddle Inference, whose
+    oneDNN conv caches its kernel per input shape and would silently reuse the first call's
+    computed kernel on every later call (measured on 3.3.1).
+
+    :meth:`dynamic_mixer` computes :meth:`IDConv.dynamic_kernels` in fewer ops, as one
+    ``[B*C, K+1, K+1]`` matrix per sample and channel: the KxK kernel at ``[:K, :K]``, the bias at
+    ``[K, K]``, zeros elsewhere. One pooling gives the KxK bins and the global mean (at ``[K, K]``
+    of a ``(K+1)x(K+1)`` map); the 1x1 convs of ``proj`` act per pixel, so one pass serves both;
+    one softmax over the groups and one product with a table holding the static kernels and
+    biases at those places (precomputed) mix both together. With two groups the softmax is a
+    sigmoid of the logits' difference, which one 1x1 conv computes directly:
+    ``T1 + sigmoid(a0 - a1) * (T0 - T1)``.
+    """
+
+    def __init__(self, idconv):
+        super().__init__()
+        k, g, c = idconv.kernel_size, idconv.num_groups, idconv.dim
+        self.dim, self.kernel_size, self.num_groups = c, k, g
+        self.hidden = idconv.proj[0].deploy_twin()  # 1x1 conv (its BatchNorm folded) + GELU
+        table = embed_kernel(idconv.weight, k + 1, 0) + embed_kernel(idconv.bias.reshape([g, c, 1, 1]), k + 1, k)
+        logits = idconv.proj[1]
+        if g == 2:
+            weight, bias = logits.weight, logits.bias
+            self.logits = conv2d_with(weight[:c] - weight[c:], bias[:c] - bias[c:])
+            self.register_buffer("table", table[1])                     # T1
+            self.register_buffer("table_delta", table[0] - table[1])    # T0 - T1
+        else:
+            self.logits = logits
+            self.register_buffer("table", table)
+        # the static one-hot kernels of conv_separable
+        eye = paddle.eye(k)
+        self.register_buffer("row_kernel", paddle.concat([eye, paddle.zeros([1, k])]).reshape([k + 1, 1, 1, k]))
+        self.register_buffer("row_bias", paddle.concat([paddle.zeros([k]), paddle.ones([1])]))
+        self.register_buffer("col_kernel", paddle.concat([eye, eye[k // 2:k // 2 + 1]]).reshape([1, k + 1, k, 1]))
+
+    def forward(self, x):
         return self.conv_separable(x, self.dynamic_mixer(x))
 
     def dynamic_mixer(self, x):
-        """Saved graphs: :meth:`dynamic_kernels` in fewer ops, as one ``[B*C, K+1, K+1]`` matrix
-        per sample and channel: the KxK kernel at ``[:K, :K]``, the bias at ``[K, K]``, zeros
-        elsewhere (the layout :meth:`conv_separable` takes). One pooling gives the KxK bins and
-        the global mean (at ``[K, K]`` of a ``(K+1)x(K+1)`` map); the 1x1 convs of ``proj`` act
-        per pixel, so one pass serves both; one softmax over the groups and one product with a
-        table holding the static kernels and biases at those places mix both together. With
-        two groups the softmax is a sigmoid of the logits' difference, which the second 1x1 conv
-        computes directly (its weight difference is a constant): ``T1 + sigmoid(a0 - a1) *
-        (T0 - T1)``."""
+        """The ``[B*C, K+1, K+1]`` kernel-and-bias matrices described in the class docstring."""
         k, g, c = self.kernel_size, self.num_groups, self.dim
-        hidden = self.proj[0](adaptive_avg_pool2d_matmul(x, k, append_mean=True))  # [B, C/r, K+1, K+1]
-        table = _embed_kernel(self.weight, k + 1, 0) + _embed_kernel(self.bias.reshape([g, c, 1, 1]), k + 1, k)
+        hidden = self.hidden(adaptive_avg_pool2d_matmul(x, k, append_mean=True))  # [B, C/r, K+1, K+1]
         if g == 2:
-            weight, bias = self.proj[1].weight, self.proj[1].bias
-            first = F.sigmoid(F.conv2d(hidden, weight[:c] - weight[c:], bias[:c] - bias[c:]))
-            mixed = table[1] + first * (table[0] - table[1])                           # [B, C, K+1, K+1]
+            mixed = self.table + F.sigmoid(self.logits(hidden)) * self.table_delta   # [B, C, K+1, K+1]
         else:
-            attn = self.proj[1](hidden).reshape([0, g, c, k + 1, k + 1])
-            mixed = (F.softmax(attn, axis=1) * table.unsqueeze(0)).sum(axis=1)
+            attn = self.logits(hidden).reshape([0, g, c, k + 1, k + 1])
+            mixed = (F.softmax(attn, axis=1) * self.table.unsqueeze(0)).sum(axis=1)
         # The reshape is needed: Paddle 3.3.1's oneDNN matmul reads a conv's (channels-last)
         # output wrongly when it takes it directly (measured: relative error 0.2-2), and the
         # oneDNN reshape hands it a plain-layout copy.
         return mixed.reshape([-1, k + 1, k + 1])
 
-    def conv_grouped(self, x, weight, bias):
-        """Eager mode: one grouped conv over the batch folded into channels -- the authors'
-        form, and the fastest here."""
-        b, c, k = x.shape[0], self.dim, self.kernel_size
-        out = F.conv2d(x.reshape([1, b * c, 0, 0]), weight.reshape([b * c, 1, k, k]),
-                       bias=bias.reshape([-1]), padding=k // 2, groups=b * c)
-        return out.reshape([b, c, 0, 0])
-
     def conv_separable(self, x, mixer):
-        """Saved graphs: the same per-sample depthwise KxK conv with only static conv kernels
-        (oneDNN caches conv kernels, so a computed one must not reach a conv) and the per-sample
-        part as a batched matmul. Each channel is its own 1-channel image: a one-hot 1xK conv
-        lays out its K horizontal neighbours as K channels, the KxK per-sample kernel mixes them
-        (row i of the kernel gives output channel i), and the column sum adds output channel i
-        from i rows away: a product with :func:`column_shift_matrix` for static heights up to
-        ``COLUMN_MATMUL_MAX_HEIGHT``, else a one-hot Kx1 conv. 7x (not 49x, as unfold) the
-        conv's memory, and every step multi-threaded in oneDNN. ``mixer`` is
-        :meth:`dynamic_mixer`'s ``[B*C, K+1, K+1]``: a static channel of ones after the K
-        shifted copies meets the bias at ``[K, K]``, so the matmul's extra output channel is
-        the bias map, which the column sum adds unshifted."""
+        """The per-sample depthwise KxK conv with only static conv kernels and the per-sample part
+        as a batched matmul. Each channel is its own 1-channel image: a one-hot 1xK conv lays out
+        its K horizontal neighbours as K channels, the KxK per-sample kernel mixes them (row i of
+        the kernel gives output channel i), and the column sum adds output channel i from i rows
+        away: a product with :func:`column_shift_matrix` for static heights up to
+        ``COLUMN_MATMUL_MAX_HEIGHT``, else a one-hot Kx1 conv. 7x (not 49x, as unfold) the conv's
+        memory, and every step multi-threaded in oneDNN. ``mixer`` is :meth:`dynamic_mixer`'s
+        ``[B*C, K+1, K+1]``: a static channel of ones after the K shifted copies meets the bias
+        at ``[K, K]``, so the matmul's extra output channel is the bias map, which the column sum
+        adds unshifted."""
         c, k = self.dim, self.kernel_size
         h, w = x.shape[2], x.shape[3]
-        eye = paddle.eye(k, dtype=x.dtype)
-        ones_channel = paddle.concat([paddle.zeros([k], x.dtype), paddle.ones([1], x.dtype)])  # conv bias
-        row_kernel = paddle.concat([eye, paddle.zeros([1, k], x.dtype)]).reshape([k + 1, 1, 1, k])
-        rows = F.conv2d(x.reshape([-1, 1, h, w]), row_kernel, bias=ones_channel, padding=[0, k // 2])  # [B*C, K+1, H, W]
-        mixed = paddle.matmul(mixer, rows.reshape([0, k + 1, -1]))                                    # [B*C, K+1, H*W]
+        rows = F.conv2d(x.reshape([-1, 1, h, w]), self.row_kernel, bias=self.row_bias, padding=[0, k // 2])
+        mixed = paddle.matmul(mixer, rows.reshape([0, k + 1, -1]))                    # [B*C, K+1, H*W]
         if isinstance(h, int) and 0 < h <= COLUMN_MATMUL_MAX_HEIGHT:
             # A static height: the column sum as one product with a constant [H, (K+1)*H] 0/1
             # matrix, straight to [B, C, H, W]. oneDNN runs the Kx1 conv's single output channel
@@ -303,8 +282,7 @@ class IDConv(nn.Layer):
             # (K+1)*H multiply-adds per output instead of K+1, so large (dense-task) maps keep the conv.
             shift = paddle.to_tensor(column_shift_matrix(h, k), dtype=x.dtype)
             return paddle.matmul(shift, mixed.reshape([-1, c, (k + 1) * h, w]))
-        col_kernel = paddle.concat([eye, eye[k // 2:k // 2 + 1]]).reshape([1, k + 1, k, 1])
-        out = F.conv2d(mixed.reshape([-1, k + 1, h, w]), col_kernel, padding=[k // 2, 0])
+        out = F.conv2d(mixed.reshape([-1, k + 1, h, w]), self.col_kernel, padding=[k // 2, 0])
         return out.reshape([-1, c, h, w])
 
 
@@ -318,7 +296,7 @@ class OSRA(nn.Layer):
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.attn_scale = Scale(self.head_dim ** -0.5)
         self.q = nn.Conv2D(dim, dim, 1)
         self.kv = nn.Conv2D(dim, dim * 2, 1)
         if sr_ratio > 1:
@@ -334,23 +312,23 @@ class OSRA(nn.Layer):
     def forward(self, x, relative_pos):
         h, w = x.shape[2], x.shape[3]
         nh, d = self.num_heads, self.head_dim
-        eager = paddle.in_dynamic_mode()
-        if eager:
-            q = self.q(x)
-        else:  # saved graphs: the attention scale folded into q's constant weights, one op less
-            q = F.conv2d(x, self.q.weight * self.scale, self.q.bias * self.scale)
-        q = q.reshape([0, nh, d, -1])                               # [B, h, d, N]
+        q = self.q(x).reshape([0, nh, d, -1])                       # [B, h, d, N]
         kv = self.sr(x)
         kv = self.kv(self.local_conv(kv) + kv).reshape([0, 2 * nh, d, -1])
         k, v = paddle.split(kv, 2, axis=1)                          # [B, h, d, Nk] each; one op, not two slices
-        attn = paddle.matmul(q, k, transpose_x=True)                # [B, h, N, Nk]
-        if eager:
-            attn = attn * self.scale
+        attn = self.attn_scale(paddle.matmul(q, k, transpose_x=True))  # [B, h, N, Nk]
         if relative_pos is not None:  # already resized to [1, heads, N, Nk] by the stage
             attn = attn + relative_pos
         attn = F.softmax(attn, axis=-1)
         out = paddle.matmul(v, attn, transpose_y=True)              # [B, h, d, N]
         return out.reshape([0, self.dim, h, w])
+
+    def deploy_twin(self):
+        """Inference form: the attention scale folded into q's weights."""
+        scale = self.attn_scale.value
+        self.q = conv2d_with(self.q.weight * scale, self.q.bias * scale, like=self.q)
+        self.attn_scale = nn.Identity()
+        return self
 
 
 class DMixer(nn.Layer):
@@ -375,12 +353,16 @@ class DMixer(nn.Layer):
     def forward(self, x, relative_pos):
         x1, x2 = paddle.split(x, 2, axis=1)
         x = paddle.concat([self.local_unit(x1), self.global_unit(x2, relative_pos)], axis=1)
-        if paddle.in_dynamic_mode() or self.training:
-            return self.proj(x) + x
-        p = self.proj  # saved graphs: the BNs after the GELUs and the last BN folded into the 1x1 convs
-        y = p[1](p[0](x))
-        y = p[4](_folded_conv1x1(p[3], y, bn_before=p[2]))
-        return _folded_conv1x1(p[6], y, bn_before=p[5], affine_after=[_bn_affine(p[7])]) + x
+        return self.proj(x) + x
+
+    def deploy_twin(self):
+        """Inference form: the BatchNorms after the GELUs and the last one folded into the 1x1
+        convs (a BatchNorm before a 1x1 conv folds exactly; before the padded 3x3 it would not)."""
+        p = self.proj
+        self.proj = nn.Sequential(
+            p[0], p[1], fold_into_conv1x1(p[3], before=batch_norm_affine(p[2])), p[4],
+            fold_into_conv1x1(p[6], before=batch_norm_affine(p[5]), after=[batch_norm_affine(p[7])]))
+        return self
 
 
 class MultiScaleDWConv(nn.Layer):
@@ -398,17 +380,15 @@ class MultiScaleDWConv(nn.Layer):
         parts = paddle.split(x, self.channels, axis=1)
         return paddle.concat([conv(p) for conv, p in zip(self.proj, parts)], axis=1)
 
-    @paddle.jit.not_to_static  # plain Python loops over layers; no tensor-dependent control flow
     def merged_kernel(self, with_identity=False):
         """One depthwise kernel (and bias) for all channels: each split's kernel zero-padded to the
         largest size, plus, with ``with_identity``, 1 at the centre (``conv(x) + x``). The same
-        function as :meth:`forward`; saved graphs use it to run one conv instead of a split,
-        four convs and a concat."""
+        function as :meth:`forward` as one conv instead of a split, four convs and a concat."""
         size = max(conv._kernel_size[0] for conv in self.proj)
-        weight = paddle.concat([_embed_kernel(conv.weight, size, (size - conv._kernel_size[0]) // 2)
+        weight = paddle.concat([embed_kernel(conv.weight, size, (size - conv._kernel_size[0]) // 2)
                                 for conv in self.proj])
         if with_identity:
-            weight = weight + _embed_kernel(paddle.ones([weight.shape[0], 1, 1, 1], weight.dtype), size, size // 2)
+            weight = weight + embed_kernel(paddle.ones([weight.shape[0], 1, 1, 1], weight.dtype), size, size // 2)
         return weight, paddle.concat([conv.bias for conv in self.proj])
 
 
@@ -423,24 +403,24 @@ class MSFFN(nn.Layer):
         self.norm = nn.BatchNorm2D(hidden)
         self.fc2 = nn.Sequential(nn.Conv2D(hidden, dim, 1, bias_attr=False), nn.BatchNorm2D(dim))
 
-    def forward(self, x, layer_scale=None):
-        """``layer_scale`` (the block's, optional) is applied to the output."""
-        if paddle.in_dynamic_mode() or self.training:
-            x = self.fc1(x)
-            x = self.act(self.dwconv(x) + x)
-            x = self.fc2(self.norm(x))
-            return x if layer_scale is None else layer_scale(x)
-        # Saved graphs, eval: the same function in fewer oneDNN ops. fc1's BN (after a GELU, so
-        # it cannot fold into fc1) runs as a depthwise 1x1 conv; the multi-scale convs and their
-        # residual are one depthwise conv (GELU fused); the BN after that GELU, fc2's BN and the
-        # layer scale fold into fc2's conv.
-        x = _batch_norm_as_conv(self.fc1[2], self.fc1[1](self.fc1[0](x)))
+    def forward(self, x):
+        x = self.fc1(x)
+        x = self.act(self.dwconv(x) + x)
+        return self.fc2(self.norm(x))
+
+    def deploy_twin(self, layer_scale=None):
+        """Inference form, with the block's ``layer_scale`` (if given) folded in: fc1's BN (after a
+        GELU, so it cannot fold into fc1) as a depthwise 1x1 conv; the multi-scale convs and
+        their residual as one depthwise conv (GELU fused in oneDNN); the BN after that GELU,
+        fc2's BN and the layer scale folded into fc2's conv."""
         weight, bias = self.dwconv.merged_kernel(with_identity=True)
-        x = self.act(F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1]))
-        after = [_bn_affine(self.fc2[1])]
+        after = [batch_norm_affine(self.fc2[1])]
         if layer_scale is not None:
             after.append((layer_scale.weight.reshape([-1]), layer_scale.bias.reshape([-1])))
-        return _folded_conv1x1(self.fc2[0], x, bn_before=self.norm, affine_after=after)
+        return nn.Sequential(
+            self.fc1[0], self.fc1[1], affine_as_depthwise_conv(*batch_norm_affine(self.fc1[2])),
+            conv2d_with(weight, bias, padding=weight.shape[-1] // 2, groups=weight.shape[0]), nn.GELU(),
+            fold_into_conv1x1(self.fc2[0], before=batch_norm_affine(self.norm), after=after))
 
 
 class TransXNetBlock(nn.Layer):
@@ -462,9 +442,13 @@ class TransXNetBlock(nn.Layer):
     def forward(self, x, relative_pos):
         x = x + self.pos_embed(x)
         x = x + self.drop_path(self.layer_scale_1(self.token_mixer(self.norm1(x), relative_pos)))
-        if paddle.in_dynamic_mode() or self.training:
-            return x + self.drop_path(self.layer_scale_2(self.mlp(self.norm2(x))))
-        return x + self.mlp(self.norm2(x), layer_scale=self.layer_scale_2)  # saved graphs: folded
+        return x + self.drop_path(self.layer_scale_2(self.mlp(self.norm2(x))))
+
+    def deploy_twin(self):
+        """Inference form: the second layer scale folded into MS-FFN's last conv."""
+        self.mlp = self.mlp.deploy_twin(layer_scale=self.layer_scale_2)
+        self.layer_scale_2 = nn.Identity()
+        return self
 
 
 class TransXNet(HybridBackbone):
