@@ -18,12 +18,13 @@ class _WithSoftmax(nn.Layer):
 
 
 def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_softmax=False,
-                           dynamic_hw=False, filename="inference"):
+                           dynamic_hw=False, filename="inference", infer_config=None):
     """``paddle.jit.to_static`` + ``paddle.jit.save`` to ``save_dir/filename``.
 
     The batch dimension is always dynamic; with ``dynamic_hw`` the spatial dims are too, so one
     saved model serves every input size. Paddle 3.x writes ``.json`` (PIR), 2.6 ``.pdmodel``.
-    Returns the path prefix.
+    ``infer_config`` (keyword arguments of :func:`.inference_yml.write_inference_yml`) also
+    writes ``inference.yml`` for a classification export. Returns the path prefix.
     """
     model.eval()
     layer = _WithSoftmax(model) if with_softmax else model
@@ -43,6 +44,9 @@ def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_soft
             layer.forward = own_forward
         else:
             layer.__dict__.pop("forward", None)
+    if infer_config is not None:
+        from .inference_yml import write_inference_yml
+        write_inference_yml(save_dir, **infer_config)
     return prefix
 
 
