@@ -195,8 +195,9 @@ def _crop_size(ops):
     return None
 
 
-def merge_model_yml(config, model_yml, explicit_preprocess):
-    """Fill what the config leaves open from the export's ``inference.yml``; returns notes."""
+def merge_model_yml(config, model_yml, explicit_preprocess, explicit_topk=True):
+    """Fill what the user's config leaves open from the export's ``inference.yml`` (its
+    pre-processing, top-k and class names); returns notes."""
     notes = []
     if not model_yml:
         return notes
@@ -208,10 +209,12 @@ def merge_model_yml(config, model_yml, explicit_preprocess):
     elif yml_ops and _crop_size(cfg_ops) != _crop_size(yml_ops):
         notes.append(f"PreProcess crops/resizes to {_crop_size(cfg_ops)} but the model was exported "
                      f"with {_crop_size(yml_ops)} (its inference.yml); results may be off")
-    labels = ((model_yml.get("PostProcess") or {}).get("Topk") or {}).get("label_list")
+    yml_topk = (model_yml.get("PostProcess") or {}).get("Topk") or {}
     topk = config.setdefault("PostProcess", {}).setdefault("Topk", {})
-    if labels and not topk.get("class_id_map_file") and not topk.get("label_list"):
-        topk["label_list"] = labels
+    if yml_topk.get("label_list") and not topk.get("class_id_map_file") and not topk.get("label_list"):
+        topk["label_list"] = yml_topk["label_list"]
+    if yml_topk.get("topk") and not explicit_topk:
+        topk["topk"] = yml_topk["topk"]
     model_name = (model_yml.get("Global") or {}).get("model_name")
     if model_name:
         config.setdefault("Global", {}).setdefault("model_name", model_name)
@@ -677,8 +680,11 @@ def main(argv=None):
         g = config["Global"]
         if not g.get("inference_model_dir") or not g.get("infer_imgs"):
             raise ConfigError("Global.inference_model_dir and Global.infer_imgs are required")
-        explicit = args.config is not None and "PreProcess" in load_config(args.config)
-        for note in merge_model_yml(config, load_model_yml(g["inference_model_dir"]), explicit):
+        user = load_config(args.config) if args.config else {}
+        explicit_pre = "PreProcess" in user or any(o.startswith("PreProcess") for o in args.override)
+        explicit_topk = ("topk" in ((user.get("PostProcess") or {}).get("Topk") or {}) or args.topk is not None
+                         or any(o.startswith("PostProcess.Topk.topk") for o in args.override))
+        for note in merge_model_yml(config, load_model_yml(g["inference_model_dir"]), explicit_pre, explicit_topk):
             print(f"[predict_cls] {note}", file=sys.stderr)
         if g.get("enable_benchmark") and not g.get("benchmark"):
             print("[predict_cls] Global.enable_benchmark has no effect (in PaddleClas either); "
