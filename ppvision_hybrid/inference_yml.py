@@ -6,14 +6,16 @@ layout (what FastDeploy, PaddleX and deploy/python/predict_cls.py read):
     Global: {model_name: MixFormer_B0}
     PreProcess:
       transform_ops:                 # Infer.transforms without DecodeImage
-        - ResizeImage: {resize_short: 256, interpolation: bicubic}
+        - ResizeImage: {resize_short: 256, interpolation: BICUBIC}
         - CropImage: {size: 224}
         - NormalizeImage: {scale: 0.00392156862745098, mean: [...], std: [...], order: '', channel_num: 3}
         - ToCHWImage: null
     PostProcess:
       Topk: {topk: 5, label_list: [tench, goldfish, ...]}   # label_list when the names are known
 
-Written to a temporary file and renamed into place.
+Interpolation names are written as PaddleX reads them (OpenCV's ``LINEAR``, ``BICUBIC``, ...;
+Pillow's ``BILINEAR``, ... with ``backend: pil``); deploy/python/predict_cls.py reads both these
+and PaddleClas's lower-case names. Written to a temporary file and renamed into place.
 """
 import os
 import tempfile
@@ -36,10 +38,21 @@ def default_transforms(image_shape=(3, 224, 224)):
             {"ToCHWImage": None}]
 
 
+#: PaddleClas's interpolation names -> PaddleX's, per resize backend
+_INTERPOLATION = {"cv2": {"nearest": "NEAREST", "bilinear": "LINEAR", "bicubic": "BICUBIC", "area": "AREA",
+                          "lanczos": "LANCZOS4"},
+                  "pil": {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "box": "BOX",
+                          "lanczos": "LANCZOS", "hamming": "HAMMING"}}
+
+
 def _plain(op):
-    """Numbers as floats ('1.0/255.0' -> 0.0039...), channel_num 3 (PaddleClas's dump rules)."""
+    """Numbers as floats ('1.0/255.0' -> 0.0039...), channel_num 3 (PaddleClas's dump rules),
+    interpolation names in PaddleX's spelling."""
     (name, kwargs), = op.items()
     kwargs = dict(kwargs or {})
+    if kwargs.get("interpolation"):
+        table = _INTERPOLATION.get(str(kwargs.get("backend", "cv2")).lower(), _INTERPOLATION["cv2"])
+        kwargs["interpolation"] = table.get(str(kwargs["interpolation"]).lower(), kwargs["interpolation"])
     if name == "NormalizeImage":
         scale = kwargs.get("scale", 1.0 / 255.0)
         if isinstance(scale, str):

@@ -224,6 +224,8 @@ def merge_model_yml(config, model_yml, explicit_preprocess, explicit_topk=True):
 # ---- preprocessing ops (PaddleClas names and arguments) -------------------------------------
 _CV2_INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
                "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
+#: PaddleX's spellings (what inference.yml holds) -> PaddleClas's
+_INTERP_ALIASES = {"linear": "bilinear", "lanczos4": "lanczos"}
 
 
 class DecodeImage:
@@ -256,7 +258,8 @@ class ResizeImage:
         else:
             raise ValueError("ResizeImage needs one of size / resize_short")
         self.backend = str(backend or "cv2").lower()
-        name = interpolation or "bilinear"
+        name = str(interpolation or "bilinear").lower()
+        name = _INTERP_ALIASES.get(name, name)
         if self.backend == "pil":
             from PIL import Image
             self.mode = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
