@@ -10,8 +10,11 @@ and ``common_func.sh`` copied byte for byte, our ``test_tipc/configs``, ``tools`
 ``ppvision_hybrid`` and ``deploy/{python,configs}`` linked in. Lite mode trains on the digits
 folder (``./dataset/digits``, written on first use). Each chain is train, eval, export and
 ``deploy/python/predict_cls.py`` with oneDNN on and off: five steps, each judged by TIPC's own
-``results_python.log`` ("Run successfully" / "Run failed"). Prints a table and a JSON line;
-exit status 1 unless every step of every chain passed.
+``results_python.log`` ("Run successfully" / "Run failed"). TIPC looks at exit statuses only, so
+this script also reads the two prediction logs: the top-1 class of every image with oneDNN on
+and off must agree (at least 99%), and their accuracy against the digits labels is reported.
+Prints a table and a JSON line; exit status 1 unless every step of every chain passed and the
+predictions agree.
 """
 import argparse
 import glob
@@ -28,6 +31,37 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 TIPC_SCRIPTS = ("test_train_inference_python.sh", "common_func.sh")
 LINKED = ("tools", "configs", "ppvision_hybrid")
 STEPS = ("train", "eval", "export", "predict oneDNN on", "predict oneDNN off")
+MIN_AGREEMENT = 0.99
+
+
+def top1_by_image(log_file):
+    """``{image file name: top-1 class}`` from a predict_cls.py log."""
+    out = {}
+    for line in open(log_file, encoding="utf-8", errors="replace") if os.path.isfile(log_file) else []:
+        match = re.match(r"(.+?):\tclass id\(s\): \[(\d+)", line)
+        if match:
+            out[os.path.basename(match.group(1))] = int(match.group(2))
+    return out
+
+
+def prediction_check(log_path, labels_file):
+    """Top-1 agreement between the oneDNN-on and -off runs and each run's accuracy."""
+    runs = {}
+    for onednn in ("True", "False"):
+        found = glob.glob(os.path.join(log_path, f"python_infer_cpu_*usemkldnn_{onednn}_*.log"))
+        runs[onednn] = top1_by_image(found[0]) if found else {}
+    labels = {}
+    if os.path.isfile(labels_file):
+        for line in open(labels_file):
+            rel, label = line.split()
+            labels[os.path.basename(rel)] = int(label)
+    common = sorted(set(runs["True"]) & set(runs["False"]))
+    agree = sum(runs["True"][k] == runs["False"][k] for k in common) / max(len(common), 1)
+
+    def accuracy(run):
+        return round(sum(run[k] == labels.get(k) for k in run) / max(len(run), 1), 4)
+    return {"images": len(common), "onednn_agreement": round(agree, 4),
+            "top1_onednn_on": accuracy(runs["True"]), "top1_onednn_off": accuracy(runs["False"])}
 
 
 def build_workspace(paddleclas, workdir):
@@ -77,7 +111,10 @@ def run_chain(workspace, config_file, mode, env, timeout):
                 steps[step] = "Run successfully" in line
     checkpoints = glob.glob(os.path.join(workspace, "test_tipc", "output", model, mode, "*", model,
                                          "latest.pdparams"))
+    predictions = prediction_check(os.path.dirname(status), os.path.join(workspace, "dataset", "digits",
+                                                                          "val_list.txt"))
     return {"model": model, "config": rel, "steps": steps, "passed": sum(steps.values()),
+            "predictions": predictions,
             "checkpoint_written": bool(checkpoints), "seconds": round(elapsed, 1),
             "script_exit": proc.returncode, "log_tail": (proc.stdout + proc.stderr)[-2000:]}
 
@@ -104,14 +141,17 @@ def main(argv=None):
             result = run_chain(workdir, config, args.mode, env, args.timeout)
             results.append(result)
             marks = " | ".join("pass" if result["steps"].get(s) else "FAIL" for s in STEPS)
-            print(f"| {result['model']} | {marks} | {result['passed']}/{len(STEPS)} | {result['seconds']:.0f} s |",
-                  flush=True)
+            pred = result["predictions"]
+            print(f"| {result['model']} | {marks} | {result['passed']}/{len(STEPS)} | "
+                  f"{pred['onednn_agreement']:.1%} | {pred['top1_onednn_on']:.1%} / {pred['top1_onednn_off']:.1%} | "
+                  f"{result['seconds']:.0f} s |", flush=True)
             if result["passed"] != len(STEPS):
                 print(result["log_tail"], file=sys.stderr)
     finally:
         if not args.keep and not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    ok = bool(results) and all(r["passed"] == len(STEPS) and r["checkpoint_written"] for r in results)
+    ok = bool(results) and all(r["passed"] == len(STEPS) and r["checkpoint_written"]
+                               and r["predictions"]["onednn_agreement"] >= MIN_AGREEMENT for r in results)
     print(json.dumps({"benchmark": "paddleclas_tipc", "mode": args.mode, "all_passed": ok,
                       "results": [{k: v for k, v in r.items() if k != "log_tail"} for r in results]}))
     return 0 if ok else 1

@@ -57,9 +57,10 @@ def _kl_sum(log_p, q):
 class _PairLoss(nn.Layer):
     """Applies ``self.pair_loss(student, teacher, label)`` to every ``[student, teacher]`` pair."""
 
-    default_name = "loss"
 
-    def __init__(self, model_name_pairs=(), key=None, name=None):
+    use_target_as_gt = False
+
+    def __init__(self, model_name_pairs=(), key=None, name="loss"):
         super().__init__()
         pairs = [list(p) for p in (model_name_pairs or [])]
         if not pairs or any(len(p) != 2 for p in pairs):
@@ -67,7 +68,12 @@ class _PairLoss(nn.Layer):
                              f"[student, teacher] pairs, got {model_name_pairs!r}")
         self.model_name_pairs = pairs
         self.key = key
-        self.name = name or self.default_name
+        self.name = name
+
+    def target_one_hot(self, label, student, teacher):
+        """The labels (the teacher's arg-max with ``use_target_as_gt`` or without labels) as
+        one-hot rows."""
+        return F.one_hot(_class_ids(label, teacher, self.use_target_as_gt), student.shape[-1])
 
     def term_name(self, idx, first, second):
         return f"{self.name}_{first}_{second}"
@@ -93,7 +99,6 @@ class DistillationGTCELoss(CELoss):
 
 
 class DistillationCELoss(_PairLoss):
-    default_name = "CELoss"
 
     def __init__(self, model_name_pairs=(), epsilon=None, key=None, name="loss_ce"):
         super().__init__(model_name_pairs, key, "CELoss")
@@ -104,7 +109,6 @@ class DistillationCELoss(_PairLoss):
 
 
 class DistillationKLDivLoss(_PairLoss):
-    default_name = "loss_kldiv"
 
     def __init__(self, model_name_pairs=(), temperature=4, key=None, name="loss_kl"):
         super().__init__(model_name_pairs, key, "loss_kldiv")
@@ -117,7 +121,6 @@ class DistillationKLDivLoss(_PairLoss):
 
 
 class DistillationDMLLoss(_PairLoss):
-    default_name = "DMLLoss"
 
     def __init__(self, model_name_pairs=(), act="softmax", weight_ratio=False,
                  sum_across_class_dim=False, key=None, name="loss_dml"):
@@ -147,7 +150,6 @@ class DistillationDMLLoss(_PairLoss):
 
 
 class DistillationDKDLoss(_PairLoss):
-    default_name = "loss_dkd"
 
     def __init__(self, model_name_pairs=(), key=None, temperature=1.0, alpha=1.0, beta=1.0,
                  use_target_as_gt=False, name="loss_dkd"):
@@ -157,7 +159,7 @@ class DistillationDKDLoss(_PairLoss):
 
     def pair_loss(self, student, teacher, label):
         t = self.temperature
-        gt = F.one_hot(_class_ids(label, teacher, self.use_target_as_gt), student.shape[-1])
+        gt = self.target_one_hot(label, student, teacher)
         p_s, p_t = F.softmax(student / t, axis=1), F.softmax(teacher / t, axis=1)
         # target-class KD: the binary (target, rest) distributions
         bin_s = paddle.stack([(p_s * gt).sum(1), (p_s * (1 - gt)).sum(1)], axis=1)
@@ -177,7 +179,6 @@ def _pearson(a, b, eps=1e-8):
 
 
 class DistillationDISTLoss(_PairLoss):
-    default_name = "loss_dist"
 
     def __init__(self, model_name_pairs=(), key=None, beta=1.0, gamma=1.0, name="loss_dist"):
         super().__init__(model_name_pairs, key, name)
@@ -191,7 +192,6 @@ class DistillationDISTLoss(_PairLoss):
 
 
 class DistillationSKDLoss(_PairLoss):
-    default_name = "skd_loss"
 
     def __init__(self, model_name_pairs=(), key=None, temperature=1.0, multiplier=2.0, alpha=0.9,
                  use_target_as_gt=False, name="skd_loss"):
@@ -201,7 +201,7 @@ class DistillationSKDLoss(_PairLoss):
 
     def pair_loss(self, student, teacher, label):
         t = self.temperature
-        gt = F.one_hot(_class_ids(label, teacher, self.use_target_as_gt), student.shape[-1])
+        gt = self.target_one_hot(label, student, teacher)
         s = F.layer_norm(student, student.shape[1:], epsilon=1e-7) * self.multiplier
         th = F.layer_norm(teacher, teacher.shape[1:], epsilon=1e-7) * self.multiplier
         kd = soft_cross_entropy(s / t, F.softmax(th / t, axis=-1)) * t * t
@@ -210,7 +210,6 @@ class DistillationSKDLoss(_PairLoss):
 
 
 class DistillationWSLLoss(_PairLoss):
-    default_name = "wsl_loss"
 
     def __init__(self, model_name_pairs=(), key=None, temperature=2.0, name="wsl_loss"):
         super().__init__(model_name_pairs, key, name)
@@ -218,7 +217,7 @@ class DistillationWSLLoss(_PairLoss):
 
     def pair_loss(self, student, teacher, label):
         t = self.temperature
-        gt = F.one_hot(_class_ids(label, teacher, False), student.shape[-1])
+        gt = self.target_one_hot(label, student, teacher)
         ce_s = -(gt * F.log_softmax(student.detach(), axis=-1)).sum(1)
         ce_t = -(gt * F.log_softmax(teacher.detach(), axis=-1)).sum(1)
         weight = 1 - paddle.exp(-paddle.maximum(ce_s / (ce_t + 1e-7), paddle.zeros_like(ce_s)))
@@ -227,7 +226,6 @@ class DistillationWSLLoss(_PairLoss):
 
 
 class DistillationDistanceLoss(_PairLoss):
-    default_name = "loss_"
 
     def __init__(self, mode="l2", model_name_pairs=(), act=None, key=None, name="loss_", **kwargs):
         super().__init__(model_name_pairs, key, name + str(mode))
