@@ -96,3 +96,19 @@ def test_paddleclas_engine_trains_the_demo(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "[Train][Epoch 1/1][Iter: 0/2]" in proc.stdout + proc.stderr
     assert list(tmp_path.glob("output/**/latest.pdparams"))
+
+
+def test_demo_data_follows_the_overrides_and_leaves_a_users_digits_folder_alone(tmp_path, monkeypatch):
+    from ppvision_hybrid.data.dataset import ensure_demo_data
+    from ppvision_hybrid.paddleclas import prepare_demo_data
+    monkeypatch.chdir(tmp_path)
+    demo = os.path.join(ROOT, "configs", "demo", "MixFormer_B0_digits.yaml")
+    done = prepare_demo_data(["-c", demo, "-o", f"DataLoader.Train.dataset.image_root={tmp_path / 'a' / 'digits'}"])
+    assert sorted(done) == sorted([str(tmp_path / "a" / "digits"), "./dataset/digits/"])
+    assert (tmp_path / "a" / "digits" / "train_list.txt").is_file()
+    assert (tmp_path / "dataset" / "digits" / "val_list.txt").is_file()  # the Eval root, from the file
+    own = tmp_path / "mine" / "digits"
+    own.mkdir(parents=True)
+    (own / "notes.txt").write_text("my data")
+    ensure_demo_data(str(own))
+    assert sorted(p.name for p in own.iterdir()) == ["notes.txt"]

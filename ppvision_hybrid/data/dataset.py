@@ -26,11 +26,14 @@ class DatasetNotFoundError(FileNotFoundError):
 
 def ensure_demo_data(image_root):
     """Write the digits demo folder on first use: an ``image_root`` whose last component is
-    ``digits`` and that has no complete digits layout yet is materialised (see
-    :mod:`.digits`). Any other root is left alone. Returns ``image_root``."""
-    if image_root and os.path.basename(os.path.normpath(str(image_root))) == "digits":
-        from .digits import materialize_digits
-        materialize_digits(str(image_root))
+    ``digits`` and that does not exist yet (or is empty) is materialised (see :mod:`.digits`).
+    Any other root, and a ``digits`` folder with files of its own, is left alone. Returns
+    ``image_root``."""
+    root = str(image_root or "")
+    if root and os.path.basename(os.path.normpath(root)) == "digits":
+        if not os.path.isdir(root) or not os.listdir(root):
+            from .digits import materialize_digits
+            materialize_digits(root)
     return image_root
 
 
