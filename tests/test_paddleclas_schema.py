@@ -22,8 +22,14 @@ TINY_ARCH = {"name": "MixFormer_B0", "class_num": 10, "window_size": 4, "last_di
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
+    """The digits folder plus ``mini_list.txt``: 40 validation images, for quick evaluations."""
     from ppvision_hybrid.data.digits import materialize_digits
-    return materialize_digits(str(tmp_path_factory.mktemp("data") / "digits"), verbose=False)
+    root = materialize_digits(str(tmp_path_factory.mktemp("data") / "digits"), verbose=False)
+    with open(os.path.join(root, "val_list.txt")) as f:
+        lines = f.readlines()[:40]
+    with open(os.path.join(root, "mini_list.txt"), "w") as f:
+        f.writelines(lines)
+    return root
 
 
 def _eval_ops():
@@ -65,7 +71,7 @@ def paddleclas_config(root, out):
                                   "shuffle": True},
                       "loader": {"num_workers": 0, "use_shared_memory": False}},
             "Eval": {"dataset": {"name": "ImageNetDataset", "image_root": root,
-                                 "cls_label_path": os.path.join(root, "val_list.txt"),
+                                 "cls_label_path": os.path.join(root, "mini_list.txt"),
                                  "transform_ops": _eval_ops()},
                      "sampler": {"name": "DistributedBatchSampler", "batch_size": 64, "drop_last": False,
                                  "shuffle": False},
@@ -181,8 +187,9 @@ CASES = {
     "distillation_every_logit_loss": {
         "Arch": {"name": "DistillationModel", "class_num": 10, "freeze_params_list": [True, False],
                  "pretrained_list": None, "infer_model_name": "Student",
+                 # a MixFormer teacher for a DualFormer student (the quicker one to export)
                  "models": [{"Teacher": dict(TINY_ARCH, pretrained=False)},
-                            {"Student": dict(TINY_ARCH, last_dim=16)}]},
+                            {"Student": {"name": "DualFormer_T", "class_num": 10}}]},
         "Loss.Train": [
             {"DistillationGTCELoss": {"weight": 1.0, "model_names": ["Student"]}},
             {"DistillationCELoss": {"weight": 1.0, "model_name_pairs": [["Student", "Teacher"]]}},
@@ -202,7 +209,8 @@ CASES = {
         "Metric.Eval": [{"DistillationTopkAcc": {"model_key": "Student", "topk": [1, 5]}}],
         "Global.eval_during_train": True,
     },
-    "to_static_training": {"Global.to_static": True},
+    # DualFormer-T: the quickest of the families to trace (about 11 s against MixFormer-B0's 32 s)
+    "to_static_training": {"Global.to_static": True, "Arch": {"name": "DualFormer_T", "class_num": 10}},
 }
 
 

@@ -1,7 +1,9 @@
 """Export a Paddle Inference model (dynamic batch).
 
 PaddleClas style:  python tools/export_model.py -c CONFIG [-o Global.pretrained_model=...]
-                   (writes Global.save_inference_dir/inference.{json|pdmodel,pdiparams})
+                   (writes Global.save_inference_dir/inference.{json|pdmodel,pdiparams} and
+                   inference.yml: pre-processing, top-k and class names, PaddleClas's
+                   export_for_fd layout)
 No config:         python tools/export_model.py --model MixFormer_B0 [--class-num 1000]
                    [--image-shape 3 224 224] [--dynamic-hw] [--features-only] [--pretrained PATH]
                    [--output DIR]
