@@ -359,7 +359,7 @@ def _grads(model, value):
         p.grad = paddle.full(p.shape, value)
 
 
-def test_clip_norm_clips_each_tensor_and_clip_grad_is_not_applied():
+def test_clip_norm_per_tensor_clip_global_norm_and_clip_grad_not_applied():
     model = paddle.nn.Linear(4, 4)  # weight: 16 values, bias: 4
     before = [p.numpy().copy() for p in model.parameters()]
     opt, _, _ = build_optimizer({"name": "Momentum", "momentum": 0.0, "lr": 1.0, "clip_norm": 1.0}, model, 1, 1)
@@ -370,6 +370,15 @@ def test_clip_norm_clips_each_tensor_and_clip_grad_is_not_applied():
     np.testing.assert_allclose(deltas, [1.0, 1.0], rtol=1e-4)  # each tensor to norm 1 (global: sqrt(2) total)
     model = paddle.nn.Linear(4, 4)
     before = [p.numpy().copy() for p in model.parameters()]
+    opt, _, _ = build_optimizer({"name": "Momentum", "momentum": 0.0, "lr": 1.0, "clip_global_norm": 1.0},
+                                model, 1, 1)
+    _grads(model, 10.0)
+    opt.step()
+    total = np.sqrt(sum(((p.numpy() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert total == pytest.approx(1.0, rel=1e-4)  # all tensors together to norm 1
+    with pytest.raises(ValueError, match="keep one"):
+        build_optimizer({"name": "AdamW", "lr": 1.0, "clip_norm": 1.0, "clip_global_norm": 1.0}, model, 1, 1)
+    model = paddle.nn.Linear(4, 4)
     with pytest.warns(UserWarning, match="clip_grad=5.0 is not applied"):
         opt, _, _ = build_optimizer({"name": "AdamW", "clip_grad": 5.0, "lr": 1.0, "weight_decay": 0.0}, model, 1, 1)
     assert opt._grad_clip is None

@@ -10,6 +10,9 @@
   (``paddle.nn.ClipGradByNorm``), as in PaddleClas -- not the global norm.
 * ``clip_grad`` is accepted and, as in PaddleClas (whose AdamW swallows it), not applied; a
   warning says so.
+* ``clip_global_norm`` (this engine's key; PaddleClas has none for it): all gradients scaled
+  together so their global L2 norm is at most this (``ClipGradByGlobalNorm``, what timm's and the
+  Swin/Focal authors' ``clip_grad_norm_`` does). PaddleClas's AdamW ignores the key.
 * a nested ``lr:`` schedule (see :mod:`.lr`).
 """
 import warnings
@@ -22,7 +25,7 @@ from .lr import LR_KEYS, LR_SCHEDULES, EpochScheduler, build_lr
 __all__ = ["build_optimizer", "split_weight_decay", "OPTIMIZER_KEYS", "LR_KEYS", "LR_SCHEDULES",
            "EpochScheduler", "build_lr"]
 
-_COMMON = ("name", "lr", "weight_decay", "regularizer", "clip_norm", "clip_grad",
+_COMMON = ("name", "lr", "weight_decay", "regularizer", "clip_norm", "clip_grad", "clip_global_norm",
            "multi_precision")
 _NO_DECAY = ("no_weight_decay_name", "one_dim_param_no_weight_decay")
 #: accepted keys per optimizer (the config validator reads this)
@@ -81,7 +84,12 @@ def _grad_clip(cfg):
         warnings.warn(f"Optimizer.clip_grad={clip_grad} is not applied: PaddleClas's optimizers "
                       f"ignore this key, and so does this engine (use clip_norm to clip each "
                       f"gradient tensor by its norm)")
-    clip = cfg.get("clip_norm")
+    clip, global_clip = cfg.get("clip_norm"), cfg.get("clip_global_norm")
+    if clip and global_clip:
+        raise ValueError("Optimizer: clip_norm (each tensor) and clip_global_norm (all together) are both "
+                         "set; keep one")
+    if global_clip:
+        return paddle.nn.ClipGradByGlobalNorm(parse_number(global_clip))
     return paddle.nn.ClipGradByNorm(parse_number(clip)) if clip else None
 
 
