@@ -38,7 +38,13 @@ def _pick(predicts, name, key):
         raise ValueError(f"distillation loss needs the output of model '{name}' (a DistillationModel "
                          f"member); the model returned {got}")
     out = predicts[name]
-    return out[key] if key is not None else out
+    if key is None or (key == "logits" and not isinstance(out, dict)):
+        return out  # these models return their logits
+    if not isinstance(out, dict):
+        raise ValueError(f"distillation loss key '{key}' names an intermediate output, but model '{name}' "
+                         f"returns its logits only (feature outputs such as PaddleClas's return_patterns "
+                         f"are not supported); use key: logits or no key")
+    return out[key]
 
 
 def _class_ids(label, logits_teacher, use_teacher):

@@ -87,6 +87,11 @@ def test_missing_member_and_bad_pairs_are_clear():
         LOSSES["DistillationDKDLoss"](model_name_pairs=["Student"])
     with pytest.raises(ValueError, match="multi-label"):
         LOSSES["DistillationDMLLoss"](weight_ratio=True, **PAIR)
+    outputs = {"Student": paddle.to_tensor(S), "Teacher": paddle.to_tensor(T)}
+    with_key = LOSSES["DistillationKLDivLoss"](key="logits", **PAIR)(outputs, None)
+    assert float(with_key["loss_kldiv_Student_Teacher"]) == pytest.approx(_run("DistillationKLDivLoss", **PAIR)[1])
+    with pytest.raises(ValueError, match="key 'blocks5' names an intermediate output"):
+        LOSSES["DistillationDistanceLoss"](key="blocks5", **PAIR)(outputs, None)
 
 
 def test_distillation_model_freezes_and_keeps_teacher_in_eval():
@@ -105,3 +110,34 @@ def test_distillation_model_freezes_and_keeps_teacher_in_eval():
     from ppvision_hybrid.engine import ConfigError
     with pytest.raises(ConfigError, match="infer_model_name 'Pupil'"):
         build_model_from_config(dict(arch, infer_model_name="Pupil"))
+
+
+class _GraphBreak(paddle.nn.Layer):
+    """A member whose forward reads a tensor value (a graph break for to_static, as in the
+    backbones' input checks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = self.create_parameter([4, 3])
+
+    def forward(self, x):
+        if float(x.abs().max()) > 1e9:
+            x = x * 0
+        return paddle.matmul(x, self.weight)
+
+
+def test_distillation_model_trains_under_to_static():
+    """Global.to_static with a DistillationModel (PaddleClas's SSLD configs): the forward traces
+    around members with graph breaks (a dict comprehension over the members did not)."""
+    from paddle.static import InputSpec
+    from ppvision_hybrid.engine.distillation import DistillationModel
+    paddle.seed(0)
+    model = DistillationModel([{"Teacher": {}}, {"Student": {}}], lambda cfg: _GraphBreak(),
+                              freeze_params_list=[True, False])
+    model.train()
+    static = paddle.jit.to_static(model, input_spec=[InputSpec([None, 4], "float32")])
+    out = static(paddle.ones([2, 4]))
+    assert sorted(out) == ["Student", "Teacher"]
+    loss = LOSSES["DistillationDMLLoss"](key="logits", **PAIR)(out, None)["DMLLoss_Student_Teacher_0"]
+    loss.backward()
+    assert model.Student.weight.grad is not None and model.Teacher.weight.grad is None

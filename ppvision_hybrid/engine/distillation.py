@@ -74,4 +74,11 @@ class DistillationModel(nn.Layer):
         return self
 
     def forward(self, x):
-        return {name: getattr(self, name)(x) for name in self.member_names}
+        # a plain loop over the sublayers (paddle.jit.to_static cannot trace a comprehension here)
+        outputs = {}
+        for name, layer in zip(self.member_names, self._members()):
+            outputs[name] = layer(x)
+        return outputs
+
+    def _members(self):
+        return [getattr(self, name) for name in self.member_names]
