@@ -4,8 +4,8 @@
 
 Every ``ppcls/configs/ImageNet/**/*.yaml`` gets ``Arch`` replaced by one of our models (the
 model-independent keys ``use_sync_bn``, ``data_format``, ``use_fused_attn`` and
-``use_fused_linear`` are kept; a ``DistillationModel`` keeps its layout with our model as every
-member) and is then
+``use_fused_linear`` are kept, ResNet's ``input_image_channel`` becomes our ``in_chans``; a
+``DistillationModel`` keeps its layout with our model as every member) and is then
 
 1. validated (``ppvision_hybrid.engine.validate_config``), and
 2. built without data: every transform list, batch op, loss, metric, and the optimizer with its
@@ -47,6 +47,8 @@ def with_our_model(cfg, model):
         new.update(name="DistillationModel", models=members)
     else:
         new = {"name": model, "class_num": arch.get("class_num", 1000)}
+        if "input_image_channel" in arch:  # PaddleClas's ResNet keyword for our in_chans
+            new["in_chans"] = arch["input_image_channel"]
     new.update({k: arch[k] for k in GENERIC_ARCH if k in arch})
     cfg["Arch"] = new
     return cfg
@@ -122,6 +124,7 @@ def main(argv=None):
     parser.add_argument("--markdown", help="write the per-config table to this file")
     parser.add_argument("--train-step", action="store_true", help="also train one batch per config")
     parser.add_argument("--data", default="./dataset/digits", help="digits folder for --train-step")
+    parser.add_argument("--only", nargs="*", help="config paths relative to ppcls/configs/ImageNet")
     args = parser.parse_args(argv)
     workdir = None
     if args.train_step:
@@ -131,6 +134,9 @@ def main(argv=None):
         workdir = tempfile.mkdtemp(prefix="ppvh_census_")
     paths = sorted(glob.glob(os.path.join(args.paddleclas, "ppcls", "configs", "ImageNet", "**", "*.yaml"),
                              recursive=True))
+    if args.only:
+        base = os.path.join(args.paddleclas, "ppcls", "configs", "ImageNet")
+        paths = [p for p in paths if os.path.relpath(p, base) in args.only]
     if not paths:
         raise SystemExit(f"no ppcls/configs/ImageNet/**/*.yaml under {args.paddleclas}")
     rows, reasons = [], collections.Counter()
