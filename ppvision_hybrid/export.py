@@ -31,13 +31,14 @@ def deploy_copy(layer):
 
 
 def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_softmax=False,
-                           dynamic_hw=False, filename="inference"):
+                           dynamic_hw=False, filename="inference", infer_config=None):
     """``paddle.jit.to_static`` + ``paddle.jit.save`` of :func:`deploy_copy` ``(model)`` to
     ``save_dir/filename``; ``model`` is left as it is (mode, weights, layers).
 
     The batch dimension is always dynamic; with ``dynamic_hw`` the spatial dims are too, so one
     saved model serves every input size. Paddle 3.x writes ``.json`` (PIR), 2.6 ``.pdmodel``.
-    Returns the path prefix.
+    ``infer_config`` (keyword arguments of :func:`.inference_yml.write_inference_yml`) also
+    writes ``inference.yml`` for a classification export. Returns the path prefix.
     """
     layer = deploy_copy(model)
     if with_softmax:
@@ -48,6 +49,9 @@ def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_soft
     os.makedirs(save_dir, exist_ok=True)
     prefix = os.path.join(save_dir, filename)
     paddle.jit.save(static, prefix)
+    if infer_config is not None:
+        from .inference_yml import write_inference_yml
+        write_inference_yml(save_dir, **infer_config)
     return prefix
 
 

@@ -1,8 +1,9 @@
-"""Top-k accuracy (``Metric.Eval: [{TopkAcc: {topk: [1, 5]}}]``)."""
+"""Top-k accuracy (``Metric.Eval: [{TopkAcc: {topk: [1, 5]}}]``), and ``DistillationTopkAcc`` for
+one member of a DistillationModel."""
 import numpy as np
 import paddle
 
-__all__ = ["TopkAcc", "build_metrics", "METRICS"]
+__all__ = ["TopkAcc", "DistillationTopkAcc", "build_metrics", "METRICS", "REFUSED_METRICS"]
 
 
 class TopkAcc:
@@ -19,6 +20,8 @@ class TopkAcc:
         self.total = 0
 
     def batch_counts(self, logits, label):
+        if isinstance(logits, dict):
+            logits = logits["logits"]
         logits = logits.numpy() if isinstance(logits, paddle.Tensor) else np.asarray(logits)
         label = label.numpy() if isinstance(label, paddle.Tensor) else np.asarray(label)
         if label.ndim == 2 and label.shape[1] > 1:
@@ -40,13 +43,34 @@ class TopkAcc:
         return {f"top{k}": self.correct[k] / max(self.total, 1) for k in self.topk}
 
 
-METRICS = {"TopkAcc": TopkAcc}
+class DistillationTopkAcc(TopkAcc):
+    """TopkAcc of the member ``model_key`` of a DistillationModel (``feature_key`` picks an entry
+    of a dict output). A plain tensor (evaluation already picked the member) is used as is."""
+
+    def __init__(self, model_key, feature_key=None, topk=(1, 5)):
+        super().__init__(topk)
+        self.model_key, self.feature_key = model_key, feature_key
+
+    def batch_counts(self, logits, label):
+        if isinstance(logits, dict):
+            logits = logits[self.model_key]
+        if self.feature_key is not None and isinstance(logits, dict):
+            logits = logits[self.feature_key]
+        return super().batch_counts(logits, label)
+
+
+METRICS = {"TopkAcc": TopkAcc, "DistillationTopkAcc": DistillationTopkAcc}
+#: PaddleClas metrics that are refused, with the reason given to the user
+REFUSED_METRICS = {"GoogLeNetTopkAcc": "it scores GoogLeNet's first auxiliary head; these models "
+                                       "have one head (use TopkAcc)"}
 
 
 def build_metrics(metric_list):
     metrics = []
     for item in metric_list or []:
         (name, kwargs), = item.items()
+        if name in REFUSED_METRICS:
+            raise ValueError(f"metric '{name}' is not supported: {REFUSED_METRICS[name]}")
         if name not in METRICS:
             raise ValueError(f"unknown metric '{name}'; accepted: {sorted(METRICS)}")
         metrics.append(METRICS[name](**(kwargs or {})))

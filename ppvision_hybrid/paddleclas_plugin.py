@@ -3,6 +3,8 @@
 PaddleClas resolves ``Arch.name`` with ``getattr(ppcls.arch, name)``, so an external package
 joins its engine by placing its factories in that namespace. The pip wheel installs the repo
 as ``paddleclas`` (module ``paddleclas.ppcls.arch``); a source checkout has ``ppcls.arch``.
+``python -m ppvision_hybrid.paddleclas <PaddleClas>/tools/train.py -c ...`` calls
+:func:`register_into_paddleclas` and then runs the PaddleClas script (see :mod:`.paddleclas`).
 """
 import importlib
 

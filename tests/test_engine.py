@@ -124,6 +124,15 @@ def test_train_eval_infer_export_pipeline(tiny_imagenet, tmp_path):
     log = _run_tool("export_model.py", ["-c", B0] + _o(opts + [f"Global.pretrained_model={best}"]), tmp_path)
     inf_dir = out / "inference"
     assert (inf_dir / "inference.pdiparams").is_file()
+    # inference.yml: PaddleClas's export_for_fd layout, names from class_id_map_file
+    import yaml
+    yml = yaml.safe_load((inf_dir / "inference.yml").read_text())
+    assert yml["Global"]["model_name"] == "MixFormer_B0"
+    assert yml["PostProcess"]["Topk"] == {"topk": 5, "label_list": NAMES}
+    ops = [next(iter(op)) for op in yml["PreProcess"]["transform_ops"]]
+    assert ops == ["ResizeImage", "CropImage", "NormalizeImage", "ToCHWImage"]
+    assert yml["PreProcess"]["transform_ops"][0]["ResizeImage"] == {"resize_short": 36, "interpolation": "BICUBIC"}
+    assert yml["PreProcess"]["transform_ops"][2]["NormalizeImage"]["scale"] == pytest.approx(1 / 255)
     model_file = [str(inf_dir / f) for f in ("inference.json", "inference.pdmodel") if (inf_dir / f).is_file()][0]
 
     # the exported program (softmax included) equals dygraph with the same weights

@@ -1,5 +1,5 @@
-"""Behaviour of every transform op, the batch ops (Mixup/CutMix soft labels), the datasets and
-the digits materialiser."""
+"""Behaviour of every transform op (PaddleClas's names and meanings), the batch ops (Mixup/CutMix
+soft labels), the samplers, the datasets and the digits materialiser."""
 import os
 import random
 
@@ -10,10 +10,10 @@ import pytest
 from ppvision_hybrid.data import (CutmixOperator, DatasetNotFoundError, ImageNetDataset,
                                   MixupOperator, OpSampler, build_batch_ops)
 from ppvision_hybrid.data.autoaugment import RandAugment
-from ppvision_hybrid.data.transforms import (CropImage, DecodeImage, NormalizeImage, RandCropImage,
-                                             RandFlipImage, RandomErasing, ResizeImage,
-                                             TimmAutoAugment, ToCHWImage, build_transforms,
-                                             parse_number)
+from ppvision_hybrid.data.transforms import (CropImage, CropImageAtRatio, DecodeImage,
+                                             NormalizeImage, RandCropImage, RandFlipImage,
+                                             RandomErasing, ResizeImage, TimmAutoAugment,
+                                             ToCHWImage, build_transforms, parse_number)
 
 
 def _png_bytes(img_rgb):
@@ -237,3 +237,172 @@ def test_digits_materialised_as_imagenet_layout(tmp_path):
     mtime = os.path.getmtime(os.path.join(root, "label_list.txt"))
     materialize_digits(root, verbose=False)  # second call reuses the folder
     assert os.path.getmtime(os.path.join(root, "label_list.txt")) == mtime
+
+
+# ---- PaddleClas's other ops ------------------------------------------------------------------
+
+def _rgb(seed=0, size=32):
+    return np.random.RandomState(seed).randint(0, 255, (size, size, 3)).astype(np.uint8)
+
+
+def test_rand_crop_image_samples_as_paddleclas():
+    """One aspect draw (uniform, or log-uniform with use_log_aspect), the area capped so the crop
+    fits, then a uniform position: the crop equals the formula for the same random draws."""
+    img = _rgb(size=40)
+    for use_log in (False, True):
+        random.seed(5)
+        out = RandCropImage(size=[40, 40], scale=[0.3, 0.6], use_log_aspect=use_log, interpolation="nearest")(img)
+        random.seed(5)
+        lo, hi = 0.75, 4 / 3
+        aspect = (np.exp(random.uniform(np.log(lo), np.log(hi))) if use_log else random.uniform(lo, hi))
+        bound = min(1 / aspect, aspect)
+        area = 1600 * random.uniform(min(0.3, bound), min(0.6, bound))
+        w, h = int(np.sqrt(area * aspect)), int(np.sqrt(area / aspect))
+        left, top = random.randint(0, 40 - w), random.randint(0, 40 - h)
+        expected = cv2.resize(img[top:top + h, left:left + w], (40, 40), interpolation=cv2.INTER_NEAREST)
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_decode_and_resize_with_the_pil_backend(gradient_image):
+    data = _png_bytes(gradient_image)
+    np.testing.assert_array_equal(DecodeImage(backend="pil")(data), gradient_image)
+    np.testing.assert_array_equal(DecodeImage(backend="pil", to_rgb=False)(data), gradient_image[:, :, ::-1])
+    from PIL import Image
+    pil = DecodeImage(backend="pil", to_np=False)(data)
+    assert isinstance(pil, Image.Image)
+    out = ResizeImage(resize_short=20, interpolation="bicubic", backend="pil")(pil)
+    assert isinstance(out, np.ndarray) and out.shape == (20, 30, 3)
+    expected = np.asarray(Image.fromarray(gradient_image).resize((30, 20), Image.BICUBIC))
+    np.testing.assert_array_equal(out, expected)
+    random.seed(0)
+    sizes = {ResizeImage(size=16, interpolation="random")(gradient_image).shape for _ in range(4)}
+    assert sizes == {(16, 16, 3)}
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        ResizeImage(size=16, interpolation="cubic")
+
+
+def test_normalize_image_four_channels_fp16_and_chw_input():
+    img = np.full((4, 5, 3), 255, np.uint8)
+    out = NormalizeImage(scale=1 / 255, mean=[0, 0, 0], std=[1, 1, 1], order="", channel_num=4,
+                         output_fp16=True)(img)
+    assert out.shape == (4, 5, 4) and out.dtype == np.float16
+    np.testing.assert_array_equal(out[..., 3], 0) and np.testing.assert_array_equal(out[..., :3], 1)
+    chw = NormalizeImage(scale=1 / 255, mean=[0, 0, 0], std=[1, 1, 1], order="chw")(img.transpose(2, 0, 1))
+    assert chw.shape == (3, 4, 5)  # CHW input (DecodeImage channel_first) stays CHW
+
+
+def test_crop_image_at_ratio():
+    img = _rgb(size=40)
+    out = CropImageAtRatio(size=20, pad=5)(img[:, :30])  # crop 20/25 of the short side (30 -> 24)
+    assert out.shape == (20, 20, 3)
+
+
+@pytest.mark.parametrize("op", ["AutoAugment", "RandAugment", "RandAugmentV2", "RandAugmentV3"])
+def test_policy_augmentations_change_images_and_keep_them_uint8(op):
+    from ppvision_hybrid.data.policy_augment import POLICY_OPS
+    random.seed(0)
+    np.random.seed(0)
+    aug = POLICY_OPS[op](**({"magnitude": 9} if op != "AutoAugment" else {}))
+    img = _rgb()
+    outs = [aug(img) for _ in range(12)]
+    assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
+    assert sum(not np.array_equal(o, img) for o in outs) >= 6
+    if op != "AutoAugment":  # every op of the table runs at this magnitude
+        from PIL import Image
+        for name, magnitude in aug.levels.items():
+            assert aug.ops[name](Image.fromarray(img), magnitude).size == (32, 32), name
+
+
+def test_color_jitter_prob_and_pca_lighting():
+    from ppvision_hybrid.data.policy_augment import ColorJitter, PCALighting
+    img = _rgb()
+    assert ColorJitter(prob=0.0, brightness=0.9)(img) is img
+    random.seed(0)
+    np.random.seed(0)
+    assert not np.array_equal(ColorJitter(brightness=0.9, contrast=0.5)(img), img)
+    np.random.seed(1)
+    out = PCALighting()(img)
+    offset = out - img.astype(np.float32)
+    assert out.dtype == np.float32 and np.allclose(offset, offset[0, 0], atol=1e-4)  # one RGB shift
+    assert 0 < np.abs(offset[0, 0]).max() < 0.5
+
+
+def test_cutout_gridmask_hide_and_seek_on_hwc_and_chw():
+    from ppvision_hybrid.data.policy_augment import Cutout, GridMask, HideAndSeek
+    np.random.seed(0)
+    random.seed(0)
+    ones = np.ones((32, 32, 3), np.float32)
+    out = Cutout(n_holes=1, length=8)(ones)
+    assert (out == 0).all(axis=2).sum() <= 64 and (out == 0).any() and ones.all()
+    zeros_per_channel = (Cutout(n_holes=1, length=8)(ones.transpose(2, 0, 1)) == 0).sum(axis=(1, 2))
+    assert len(set(zeros_per_channel.tolist())) == 1  # CHW: the same square in every channel
+    np.random.seed(1)
+    masked = GridMask(d1=8, d2=16, rotate=1, ratio=0.5, mode=0, prob=1.0)(ones)
+    kept = masked[..., 0].mean()
+    assert 0.1 < kept < 0.6 and (masked == masked[..., :1]).all()  # about (1 - ratio)^2 kept
+    chw = GridMask(d1=8, d2=16, ratio=0.5, prob=1.0)(ones.transpose(2, 0, 1))
+    assert chw.shape == (3, 32, 32) and (chw == chw[:1]).all()
+    assert GridMask(prob=0.0)(ones) is ones
+    np.random.seed(2)
+    hidden = [HideAndSeek()(ones) for _ in range(8)]
+    assert any((h == 0).any() for h in hidden) and all(h.shape == ones.shape for h in hidden)
+
+
+def test_random_erasing_rand_mode_is_one_value_per_channel():
+    random.seed(0)
+    np.random.seed(0)
+    out = RandomErasing(EPSILON=1.0, sl=0.2, sh=0.3, mode="rand")(np.zeros((3, 32, 32), np.float32))
+    for c in range(3):
+        values = np.unique(out[c][out[c] != 0])
+        assert len(values) == 1
+
+
+# ---- samplers --------------------------------------------------------------------------------
+
+class _Indexable:
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return i
+
+
+def test_ra_sampler_repeats_every_image_across_ranks():
+    from ppvision_hybrid.data import RASampler
+    ds = _Indexable(512)
+    seen = []
+    for rank in range(2):
+        sampler = RASampler(ds, batch_size=16, num_replicas=2, rank=rank, shuffle=True, num_repeats=3)
+        sampler.set_epoch(1)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 512 // 2 // 16
+        seen += [i for b in batches for i in b]
+    # DeiT keeps floor(N/256)*256 / world samples per rank: here 256 each, the 3 copies of an
+    # image sit next to each other, so the ranks see (mostly) the same images
+    assert len(seen) == 512 and len(set(seen)) < 512
+    with pytest.raises(ValueError, match="floor"):
+        RASampler(_Indexable(100), batch_size=4)
+
+
+def test_multi_scale_sampler_and_dataset(tmp_path):
+    from ppvision_hybrid.data import MultiScaleDataset, MultiScaleSampler
+    sampler = MultiScaleSampler(_Indexable(100), scales=[32, 16, 64], first_bs=8, divided_factor=16)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    for batch in batches:
+        w, h = batch[0][:2]
+        assert all(item[:2] == (w, h) for item in batch)
+        assert len(batch) == int(max(1, 32 * 32 * 8 / (w * h)))  # pixels per batch kept
+    assert {b[0][0] for b in batches} <= {32, 16, 64}
+    root = tmp_path / "ms"
+    (root / "a").mkdir(parents=True)
+    cv2.imwrite(str(root / "a" / "x.png"), _rgb(size=20))
+    (root / "list.txt").write_text("a/x.png 0\n")
+    ds = MultiScaleDataset(str(root), str(root / "list.txt"),
+                           [{"DecodeImage": {}}, {"RandCropImage": {"size": 8}}, {"NormalizeImage": {"order": ""}}])
+    assert ds[(24, 16, 0)][0].shape == (3, 16, 24) and ds[(8, 8, 0)][0].shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="RandCropImage, ResizeImage or CropImage"):
+        MultiScaleDataset(str(root), str(root / "list.txt"), [{"DecodeImage": {}}])

@@ -1,7 +1,9 @@
 """Export a Paddle Inference model (dynamic batch).
 
 PaddleClas style:  python tools/export_model.py -c CONFIG [-o Global.pretrained_model=...]
-                   (writes Global.save_inference_dir/inference.{json|pdmodel,pdiparams})
+                   (writes Global.save_inference_dir/inference.{json|pdmodel,pdiparams} and
+                   inference.yml: pre-processing, top-k and class names, PaddleClas's
+                   export_for_fd layout)
 No config:         python tools/export_model.py --model MixFormer_B0 [--class-num 1000]
                    [--image-shape 3 224 224] [--dynamic-hw] [--features-only] [--pretrained PATH]
                    [--output DIR]
@@ -84,8 +86,13 @@ def _export(args):
         model = create_model(args.model, pretrained=args.pretrained or False, class_num=args.class_num, **kwargs)
         out = args.output or os.path.join("inference", args.model)
         shape = tuple(args.image_shape or spec.default_input)
+        infer_config = None
+        if not args.features_only:  # a classifier: record its pre/post-processing
+            from ppvision_hybrid.inference_yml import default_transforms
+            infer_config = {"transforms": default_transforms(shape), "model_name": args.model}
         prefix = export_inference_model(model, out, shape, with_softmax=not (args.no_softmax or args.features_only),
-                                        dynamic_hw=args.dynamic_hw or args.features_only)
+                                        dynamic_hw=args.dynamic_hw or args.features_only,
+                                        infer_config=infer_config)
         print(f"[ppvision_hybrid] exported {args.model} to {out}: "
               f"{sorted(f for f in os.listdir(out) if f.startswith('inference'))}")
     return prefix

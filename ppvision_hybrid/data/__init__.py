@@ -3,14 +3,15 @@ import numpy as np
 import paddle
 
 from .batch_ops import BATCH_OPS, CutmixOperator, MixupOperator, OpSampler, build_batch_ops
-from .dataset import DATASETS, DatasetNotFoundError, DigitsDataset, ImageNetDataset
+from .dataset import (DATASETS, DatasetNotFoundError, DigitsDataset, ImageNetDataset,
+                      MultiScaleDataset, ensure_demo_data)
+from .samplers import SAMPLERS, MultiScaleSampler, RASampler, build_sampler
 from .transforms import TRANSFORM_OPS, build_transforms
 
 __all__ = ["build_dataloader", "build_dataset", "ImageNetDataset", "DigitsDataset",
-           "DatasetNotFoundError", "TRANSFORM_OPS", "BATCH_OPS", "MixupOperator", "CutmixOperator",
-           "OpSampler", "build_transforms", "build_batch_ops", "SAMPLERS"]
-
-SAMPLERS = ("DistributedBatchSampler", "BatchSampler")
+           "MultiScaleDataset", "DatasetNotFoundError", "TRANSFORM_OPS", "BATCH_OPS",
+           "MixupOperator", "CutmixOperator", "OpSampler", "build_transforms", "build_batch_ops",
+           "SAMPLERS", "RASampler", "MultiScaleSampler", "ensure_demo_data"]
 
 
 class BatchCollate:
@@ -44,17 +45,7 @@ def build_dataloader(section_cfg, class_num, shuffle_default=False):
     the epoch number, which makes resumed runs see the same batches."""
     dataset = build_dataset(section_cfg["dataset"])
     batch_ops = build_batch_ops(section_cfg["dataset"].get("batch_transform_ops"), class_num)
-    sampler_cfg = dict(section_cfg.get("sampler") or {})
-    sampler_name = sampler_cfg.pop("name", "DistributedBatchSampler")
-    kwargs = dict(batch_size=int(sampler_cfg.get("batch_size", 64)),
-                  shuffle=bool(sampler_cfg.get("shuffle", shuffle_default)),
-                  drop_last=bool(sampler_cfg.get("drop_last", False)))
-    if sampler_name == "DistributedBatchSampler":
-        sampler = paddle.io.DistributedBatchSampler(dataset, **kwargs)
-    elif sampler_name == "BatchSampler":
-        sampler = paddle.io.BatchSampler(dataset, **kwargs)
-    else:
-        raise ValueError(f"unknown sampler '{sampler_name}'; accepted: {list(SAMPLERS)}")
+    sampler = build_sampler(dataset, section_cfg.get("sampler"), shuffle_default)
     loader_cfg = section_cfg.get("loader") or {}
     loader = paddle.io.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=BatchCollate(batch_ops),

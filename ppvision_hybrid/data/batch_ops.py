@@ -4,6 +4,7 @@ batch by :class:`OpSampler`. They turn integer labels into soft targets ``[B, cl
 fraction of the image that was *not* pasted over (after clipping the box to the image).
 """
 import random
+import warnings
 
 import numpy as np
 
@@ -49,6 +50,9 @@ class MixupOperator(_MixBase):
 
 
 class CutmixOperator(_MixBase):
+    def __init__(self, class_num=None, alpha=0.2, prob=1.0):
+        super().__init__(class_num, alpha, prob)
+
     @staticmethod
     def cut_box(h, w, lam):
         cut_ratio = np.sqrt(1.0 - lam)
@@ -69,9 +73,10 @@ class CutmixOperator(_MixBase):
 
 
 class OpSampler:
-    """Pick one of the configured ops per batch with probability proportional to its ``prob``;
-    when the probabilities sum to less than 1 the remainder leaves the batch unmixed (labels
-    still become one-hot so every batch has the same label layout)."""
+    """Pick one of the configured ops per batch with probability ``prob``; when the
+    probabilities sum to less than 1 the remainder leaves the batch unmixed (labels still become
+    one-hot so every batch has the same label layout). An op without ``prob`` gets 0, with a
+    warning, as in PaddleClas."""
 
     def __init__(self, class_num=None, **ops):
         if not ops:
@@ -81,7 +86,12 @@ class OpSampler:
         for name, kwargs in ops.items():
             if name not in BATCH_OPS:
                 raise ValueError(f"unknown batch op '{name}' under OpSampler; accepted: {sorted(BATCH_OPS)}")
-            op = BATCH_OPS[name](class_num=class_num, **(kwargs or {}))
+            kwargs = dict(kwargs or {})
+            if "prob" not in kwargs:
+                warnings.warn(f"OpSampler.{name} has no 'prob': it is never picked (prob 0), as "
+                              f"in PaddleClas")
+                kwargs["prob"] = 0.0
+            op = BATCH_OPS[name](class_num=class_num, **kwargs)
             self.ops.append(op)
             self.probs.append(op.prob)
         total = sum(self.probs)

@@ -5,9 +5,10 @@ import os
 import numpy as np
 import paddle
 
-from .transforms import apply_transforms, build_transforms
+from .transforms import apply_transforms, build_transforms, is_chw
 
-__all__ = ["ImageNetDataset", "DigitsDataset", "DatasetNotFoundError", "DATASETS"]
+__all__ = ["ImageNetDataset", "DigitsDataset", "MultiScaleDataset", "DatasetNotFoundError",
+           "DATASETS", "ensure_demo_data"]
 
 IMAGENET_HELP = (
     "To train on ImageNet-1K, prepare it as PaddleClas does:\n"
@@ -23,12 +24,26 @@ class DatasetNotFoundError(FileNotFoundError):
     """The configured dataset folder or label list does not exist (or names missing files)."""
 
 
+def ensure_demo_data(image_root):
+    """Write the digits demo folder on first use: an ``image_root`` whose last component is
+    ``digits`` and that does not exist yet (or is empty) is materialised (see :mod:`.digits`).
+    Any other root, and a ``digits`` folder with files of its own, is left alone. Returns
+    ``image_root``."""
+    root = str(image_root or "")
+    if root and os.path.basename(os.path.normpath(root)) == "digits":
+        if not os.path.isdir(root) or not os.listdir(root):
+            from .digits import materialize_digits
+            materialize_digits(root)
+    return image_root
+
+
 class ImageNetDataset(paddle.io.Dataset):
     """Reads ``cls_label_path`` once, checks that every listed file exists (a list that points at
     missing files is reported up front, not at iteration 40,000), and returns
     ``(CHW float32 image, int64 label)``."""
 
     def __init__(self, image_root, cls_label_path, transform_ops=None, delimiter=None, relabel=False):
+        ensure_demo_data(image_root)
         self.image_root = image_root
         self.cls_label_path = cls_label_path
         self.delimiter = delimiter
@@ -90,14 +105,15 @@ class ImageNetDataset(paddle.io.Dataset):
         with open(self.images[idx], "rb") as f:
             img = f.read()
         img = apply_transforms(img, self.ops)
-        if img.ndim == 3 and img.shape[-1] in (1, 3) and img.shape[0] not in (1, 3):
+        if img.ndim == 3 and not is_chw(img):
             img = img.transpose((2, 0, 1))  # HWC -> CHW as PaddleClas' dataset does
         return np.ascontiguousarray(img), np.int64(self.labels[idx])
 
 
 class DigitsDataset(ImageNetDataset):
     """ImageNetDataset over scikit-learn's digits, written as an ImageNet-layout folder at
-    ``image_root`` on first use (see :mod:`ppvision_hybrid.data.digits`)."""
+    ``image_root`` on first use (kept for older configs: ``ImageNetDataset`` with an
+    ``image_root`` named ``digits`` does the same and also runs in PaddleClas's engine)."""
 
     def __init__(self, image_root="./dataset/digits/", cls_label_path=None, transform_ops=None,
                  delimiter=None, relabel=False):
@@ -107,4 +123,37 @@ class DigitsDataset(ImageNetDataset):
         super().__init__(image_root, cls_label_path, transform_ops, delimiter, relabel)
 
 
-DATASETS = {"ImageNetDataset": ImageNetDataset, "DigitsDataset": DigitsDataset}
+class MultiScaleDataset(ImageNetDataset):
+    """ImageNetDataset indexed by ``(width, height, index)`` from :class:`MultiScaleSampler`:
+    every RandCropImage / ResizeImage / CropImage op produces that size (PaddleClas's rule; the
+    config needs one of them)."""
+
+    RESIZING_OPS = ("RandCropImage", "ResizeImage", "CropImage")
+
+    def __init__(self, image_root, cls_label_path, transform_ops=None, delimiter=None):
+        super().__init__(image_root, cls_label_path, None, delimiter)
+        self.op_cfgs = [dict(item) for item in (transform_ops or [])]
+        if not any(next(iter(item)) in self.RESIZING_OPS for item in self.op_cfgs):
+            raise ValueError("MultiScaleDataset needs a RandCropImage, ResizeImage or CropImage op "
+                             "in transform_ops (it sets their output size per batch)")
+        self._ops_by_size = {}
+
+    def _ops_for(self, width, height):
+        key = (width, height)
+        if key not in self._ops_by_size:
+            cfgs = [{name: ({"size": [width, height]} if name in self.RESIZING_OPS else kwargs)}
+                    for item in self.op_cfgs for name, kwargs in item.items()]
+            self._ops_by_size[key] = build_transforms(cfgs)
+        return self._ops_by_size[key]
+
+    def __getitem__(self, item):
+        width, height, idx = item if isinstance(item, (tuple, list)) else (None, None, item)
+        if width is None:
+            raise TypeError("MultiScaleDataset is indexed by (width, height, index): use it with "
+                            "sampler name MultiScaleSampler")
+        self.ops = self._ops_for(int(width), int(height))
+        return super().__getitem__(idx)
+
+
+DATASETS = {"ImageNetDataset": ImageNetDataset, "DigitsDataset": DigitsDataset,
+            "MultiScaleDataset": MultiScaleDataset}

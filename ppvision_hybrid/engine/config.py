@@ -46,26 +46,53 @@ def _parse_value(text):
 
 GLOBAL_KEYS = ("checkpoints", "pretrained_model", "output_dir", "device", "save_interval",
                "eval_during_train", "eval_interval", "start_eval_epoch", "epochs", "print_batch_step",
-               "use_visualdl", "image_shape", "save_inference_dir", "seed", "to_static", "use_dali")
-#: PaddleClas keys accepted only with the value this engine implements (never silently ignored)
-FIXED_GLOBAL_VALUES = {"to_static": (False, "training runs in dygraph; export always uses to_static"),
-                       "use_dali": (False, "DALI data loading is not implemented")}
+               "use_visualdl", "image_shape", "image_channel", "save_inference_dir", "seed",
+               "to_static", "use_dali", "update_freq", "print_mem_info", "log_ranks", "class_num",
+               "eval_mode", "train_mode", "use_multilabel", "export_for_fd",
+               "uniform_output_enabled", "pdx_model_name", "distributed", "iter_per_epoch")
+#: PaddleClas features this engine deliberately does not implement: key -> (value(s) accepted,
+#: what the other values would turn on). A config asking for them is refused, naming the feature.
+FIXED_GLOBAL_VALUES = {
+    "use_dali": ((False,), "NVIDIA DALI data loading (a CUDA-only loader) is not implemented"),
+    "eval_mode": (("classification",), "retrieval and face-recognition evaluation are not implemented"),
+    "train_mode": ((None,), "progressive training (EfficientNetV2's growing image size) is not implemented"),
+    "use_multilabel": ((False,), "multi-label classification is not implemented"),
+    "uniform_output_enabled": ((False,), "PaddleX's uniform output layout (an exported model per "
+                               "saved checkpoint) is not implemented"),
+}
+DEVICES = ("cpu", "gpu")
+#: PaddleClas devices that exist but are not supported here
+OTHER_DEVICES = ("xpu", "npu", "mlu", "ascend", "intel_gpu", "mps")
 AMP_KEYS = ("use_amp", "level", "scale_loss", "use_dynamic_loss_scaling", "use_fp16_test",
             "use_promote")
 EMA_KEYS = ("decay",)
 ARCH_ENGINE_KEYS = ("name", "class_num", "pretrained", "use_ssld", "infer_add_softmax")
+#: PaddleClas's model-independent Arch keys; the model factories take them (see models/base.py)
+ARCH_GENERIC_KEYS = ("use_sync_bn", "data_format", "use_fused_attn", "use_fused_linear")
+REFUSED_ARCH_KEYS = {"use_ml_decoder": "the ML-Decoder head is not supported",
+                     "Backbone": "recognition models (RecModel: Backbone/Neck/Head) are not supported",
+                     "Head": "recognition models (RecModel: Backbone/Neck/Head) are not supported"}
 SECTIONS = ("Global", "AMP", "EMA", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer")
+REFUSED_SECTIONS = {"Slim": "quantization and pruning (PaddleSlim) are not supported",
+                    "UnLabelLoss": "semi-supervised training is not supported"}
 DATALOADER_PART_KEYS = ("dataset", "sampler", "loader")
-DATASET_KEYS = ("name", "image_root", "cls_label_path", "transform_ops", "batch_transform_ops",
-                "delimiter", "relabel")
-SAMPLER_KEYS = ("name", "batch_size", "drop_last", "shuffle")
+_DATASET_COMMON = ("name", "image_root", "cls_label_path", "transform_ops", "batch_transform_ops",
+                   "delimiter")
+DATASET_KEYS = {"ImageNetDataset": _DATASET_COMMON + ("relabel",),
+                "DigitsDataset": _DATASET_COMMON + ("relabel",),
+                "MultiScaleDataset": _DATASET_COMMON}
+_BATCH_SAMPLER = ("name", "batch_size", "drop_last", "shuffle")
+SAMPLER_KEYS = {"DistributedBatchSampler": _BATCH_SAMPLER, "BatchSampler": _BATCH_SAMPLER,
+                "RASampler": _BATCH_SAMPLER + ("num_repeats",),
+                "MultiScaleSampler": ("name", "scales", "first_bs", "divided_factor", "is_training",
+                                      "shuffle", "seed")}
 LOADER_KEYS = ("num_workers", "use_shared_memory")
 INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess")
 POSTPROCESS_KEYS = ("name", "topk", "class_id_map_file", "delimiter")
 
 #: a compact view of the schema, printed in docs and used in messages
 SCHEMA = {"Global": GLOBAL_KEYS, "AMP": AMP_KEYS, "EMA": EMA_KEYS,
-          "Arch": ARCH_ENGINE_KEYS + ("<any model factory kwarg>",),
+          "Arch": ARCH_ENGINE_KEYS + ARCH_GENERIC_KEYS + ("<any model factory kwarg>",),
           "Loss": ("Train", "Eval"), "Optimizer": "see OPTIMIZER_KEYS / LR_KEYS",
           "DataLoader": ("Train", "Eval"), "Metric": ("Train", "Eval"), "Infer": INFER_KEYS}
 
@@ -79,12 +106,15 @@ def _unknown(path, key, accepted):
                        f"{' in ' + path if path else ''}: {', '.join(map(str, accepted))}")
 
 
-def _check_keys(mapping, path, accepted):
+def _check_keys(mapping, path, accepted, refused=None):
     if mapping is None:
         return
     if not isinstance(mapping, dict):
         raise ConfigError(f"'{path}' must be a mapping, got {type(mapping).__name__}: {mapping!r}")
     for key in mapping:
+        if refused and key in refused:
+            where = f"{path}.{key}" if path else str(key)
+            raise ConfigError(f"'{where}' is not supported: {refused[key]}")
         if key not in accepted:
             raise _unknown(path, key, accepted)
 
@@ -94,7 +124,7 @@ def _signature_keys(cls):
     return tuple(n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
-def _check_op_list(ops, path, registry, extra_names=(), extra_keys=()):
+def _check_op_list(ops, path, registry, extra_names=(), extra_keys=(), refused=None):
     if ops is None:
         return
     if not isinstance(ops, list):
@@ -105,80 +135,135 @@ def _check_op_list(ops, path, registry, extra_names=(), extra_keys=()):
         (name, kwargs), = item.items()
         if name in extra_names:
             continue
+        if refused and name in refused:
+            raise ConfigError(f"'{path}[{i}]': {name} is not supported: {refused[name]}")
         if name not in registry:
-            raise ConfigError(f"unknown op '{name}' at '{path}[{i}]'. Accepted: {', '.join(sorted(registry))}")
+            close = difflib.get_close_matches(str(name), list(registry), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown op '{name}' at '{path}[{i}]'.{hint} Accepted: {', '.join(sorted(registry))}")
         _check_keys(kwargs, f"{path}[{i}].{name}", _signature_keys(registry[name]) + tuple(extra_keys))
 
 
-def validate_config(cfg):
-    """Raise :class:`ConfigError` on the first key the engine does not know."""
-    from ..data import BATCH_OPS, SAMPLERS, TRANSFORM_OPS
-    from ..data.dataset import DATASETS
-    from ..losses import LOSSES
-    from ..metrics import METRICS
+def _check_global(g):
+    _check_keys(g, "Global", GLOBAL_KEYS)
+    g = g or {}
+    for key, (allowed, feature) in FIXED_GLOBAL_VALUES.items():
+        if key in g and g[key] not in allowed:
+            raise ConfigError(f"Global.{key}={g[key]!r}: {feature} "
+                              f"(accepted: {', '.join(map(repr, allowed))})")
+    device = str(g.get("device", "cpu") or "cpu").lower()
+    if device in OTHER_DEVICES:
+        raise ConfigError(f"Global.device={device!r} is not supported: this engine runs on "
+                          f"{' or '.join(DEVICES)}")
+    if device not in DEVICES:
+        raise ConfigError(f"Global.device must be one of {', '.join(DEVICES)}, got {g.get('device')!r}")
+    for key in ("update_freq", "iter_per_epoch"):
+        value = g.get(key, 1)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"Global.{key} must be a positive integer, got {value!r}")
+
+
+def _check_arch(arch):
+    if not isinstance(arch, dict) or "name" not in arch:
+        raise ConfigError("config needs 'Arch.name' (a registered model, see ppvision_hybrid.list_models())")
+    _check_keys({k: v for k, v in arch.items() if k in REFUSED_ARCH_KEYS}, "Arch", (), REFUSED_ARCH_KEYS)
+    if arch["name"] == "DistillationModel":
+        from .distillation import ARCH_KEYS
+        _check_keys(arch, "Arch", ARCH_KEYS)
+        for i, item in enumerate(arch.get("models") or []):
+            if not isinstance(item, dict) or len(item) != 1:
+                raise ConfigError(f"'Arch.models[{i}]' must be {{MemberName: {{name: <model>, ...}}}}")
+            (member, cfg), = item.items()
+            if not isinstance(cfg, dict) or "name" not in cfg:
+                raise ConfigError(f"'Arch.models[{i}].{member}' needs a 'name' (a registered model)")
+
+
+def _check_optimizer(opt):
     from ..optim import LR_KEYS, OPTIMIZER_KEYS
+    if opt is None:
+        return
+    if isinstance(opt, list):
+        raise ConfigError("Optimizer as a list (one optimizer per parameter scope) is not supported: "
+                          "give one mapping with a name")
+    if not isinstance(opt, dict) or opt.get("name") not in OPTIMIZER_KEYS:
+        raise ConfigError(f"Optimizer.name must be one of {sorted(OPTIMIZER_KEYS)}, got "
+                          f"{(opt or {}).get('name')!r}")
+    _check_keys(opt, "Optimizer", OPTIMIZER_KEYS[opt["name"]])
+    lr = opt.get("lr")
+    if isinstance(lr, dict):
+        name = lr.get("name")
+        if name is None:
+            _check_keys(lr, "Optimizer.lr", ("learning_rate",))
+        elif name not in LR_KEYS:
+            raise ConfigError(f"Optimizer.lr.name must be one of {sorted(LR_KEYS)}, got {name!r}")
+        else:
+            if name == "Constant" and (lr.get("warmup_epoch") or lr.get("warmup_start_lr")):
+                raise ConfigError("Optimizer.lr.warmup_epoch: PaddleClas's Constant schedule has no "
+                                  "warmup (it ignores the key); use name: ConstLR for a constant "
+                                  "rate after a warmup")
+            _check_keys(lr, "Optimizer.lr", LR_KEYS[name])
+    if isinstance(opt.get("regularizer"), dict):
+        _check_keys(opt["regularizer"], "Optimizer.regularizer", ("name", "coeff"))
+
+
+def _check_loader_part(part, base):
+    from ..data import BATCH_OPS, TRANSFORM_OPS
+    _check_keys(part, base, DATALOADER_PART_KEYS)
+    if part is None:
+        return
+    ds = part.get("dataset")
+    if not isinstance(ds, dict):
+        raise ConfigError(f"'{base}.dataset' is required (name, image_root, cls_label_path, transform_ops)")
+    if ds.get("name") not in DATASET_KEYS:
+        raise ConfigError(f"'{base}.dataset.name' must be one of {sorted(DATASET_KEYS)}, got {ds.get('name')!r}")
+    _check_keys(ds, f"{base}.dataset", DATASET_KEYS[ds["name"]])
+    _check_op_list(ds.get("transform_ops"), f"{base}.dataset.transform_ops", TRANSFORM_OPS)
+    _check_op_list(ds.get("batch_transform_ops"), f"{base}.dataset.batch_transform_ops", BATCH_OPS,
+                   extra_names=("OpSampler",))
+    for i, item in enumerate(ds.get("batch_transform_ops") or []):
+        if "OpSampler" in item:
+            inner = item["OpSampler"] or {}
+            _check_keys(inner, f"{base}.dataset.batch_transform_ops[{i}].OpSampler", tuple(BATCH_OPS))
+            for name, kwargs in inner.items():
+                _check_keys(kwargs, f"{base}.dataset.batch_transform_ops[{i}].OpSampler.{name}",
+                            ("alpha", "prob"))
+    sampler = part.get("sampler")
+    if sampler is not None:
+        name = (sampler or {}).get("name", "DistributedBatchSampler") if isinstance(sampler, dict) else None
+        if name not in SAMPLER_KEYS:
+            raise ConfigError(f"'{base}.sampler.name' must be one of {sorted(SAMPLER_KEYS)}, got {name!r}")
+        _check_keys(sampler, f"{base}.sampler", SAMPLER_KEYS[name])
+        if (name == "MultiScaleSampler") != (ds["name"] == "MultiScaleDataset"):
+            raise ConfigError(f"'{base}': MultiScaleSampler and MultiScaleDataset go together "
+                              f"(got sampler {name} with dataset {ds['name']})")
+    _check_keys(part.get("loader"), f"{base}.loader", LOADER_KEYS)
+
+
+def validate_config(cfg):
+    """Raise :class:`ConfigError` on the first key the engine does not know, or on a PaddleClas
+    feature it does not implement (naming it)."""
+    from ..data import TRANSFORM_OPS
+    from ..losses import LOSSES, REFUSED_LOSSES
+    from ..metrics import METRICS, REFUSED_METRICS
 
     if not isinstance(cfg, dict):
         raise ConfigError(f"a config must be a mapping of sections ({', '.join(SECTIONS)})")
-    _check_keys(cfg, "", SECTIONS)
-    _check_keys(cfg.get("Global"), "Global", GLOBAL_KEYS)
-    for key, (allowed, why) in FIXED_GLOBAL_VALUES.items():
-        value = (cfg.get("Global") or {}).get(key)
-        if value not in (None, allowed):
-            raise ConfigError(f"Global.{key}: only {allowed} is supported ({why}), got {value!r}")
+    _check_keys(cfg, "", SECTIONS, REFUSED_SECTIONS)
+    _check_global(cfg.get("Global"))
     _check_keys(cfg.get("AMP"), "AMP", AMP_KEYS)
     _check_keys(cfg.get("EMA"), "EMA", EMA_KEYS)
-    arch = cfg.get("Arch")
-    if not isinstance(arch, dict) or "name" not in arch:
-        raise ConfigError("config needs 'Arch.name' (a registered model, see ppvision_hybrid.list_models())")
-
-    for section, registry in (("Loss", LOSSES), ("Metric", METRICS)):
+    _check_arch(cfg.get("Arch"))
+    for section, registry, refused in (("Loss", LOSSES, REFUSED_LOSSES), ("Metric", METRICS, REFUSED_METRICS)):
         _check_keys(cfg.get(section), section, ("Train", "Eval"))
         for mode in ("Train", "Eval"):
             _check_op_list((cfg.get(section) or {}).get(mode), f"{section}.{mode}", registry,
-                           extra_keys=("weight",) if section == "Loss" else ())
-    opt = cfg.get("Optimizer")
-    if opt is not None:
-        if not isinstance(opt, dict) or opt.get("name") not in OPTIMIZER_KEYS:
-            raise ConfigError(f"Optimizer.name must be one of {sorted(OPTIMIZER_KEYS)}, got "
-                              f"{(opt or {}).get('name')!r}")
-        _check_keys(opt, "Optimizer", OPTIMIZER_KEYS[opt["name"]])
-        lr = opt.get("lr")
-        if isinstance(lr, dict):
-            if lr.get("name", "Constant") not in LR_KEYS:
-                raise ConfigError(f"Optimizer.lr.name must be one of {sorted(LR_KEYS)}, got {lr.get('name')!r}")
-            _check_keys(lr, "Optimizer.lr", LR_KEYS[lr.get("name", "Constant")])
-        if isinstance(opt.get("regularizer"), dict):
-            _check_keys(opt["regularizer"], "Optimizer.regularizer", ("name", "coeff"))
-
+                           extra_keys=("weight",) if section == "Loss" else (), refused=refused)
+    _check_optimizer(cfg.get("Optimizer"))
     loaders = cfg.get("DataLoader")
-    _check_keys(loaders, "DataLoader", ("Train", "Eval"))
+    _check_keys(loaders, "DataLoader", ("Train", "Eval"),
+                {"UnLabelTrain": "semi-supervised training is not supported"})
     for mode, part in (loaders or {}).items():
-        base = f"DataLoader.{mode}"
-        _check_keys(part, base, DATALOADER_PART_KEYS)
-        if part is None:
-            continue
-        ds = part.get("dataset")
-        if not isinstance(ds, dict):
-            raise ConfigError(f"'{base}.dataset' is required (name, image_root, cls_label_path, transform_ops)")
-        _check_keys(ds, f"{base}.dataset", DATASET_KEYS)
-        if ds.get("name") not in DATASETS:
-            raise ConfigError(f"'{base}.dataset.name' must be one of {sorted(DATASETS)}, got {ds.get('name')!r}")
-        _check_op_list(ds.get("transform_ops"), f"{base}.dataset.transform_ops", TRANSFORM_OPS)
-        _check_op_list(ds.get("batch_transform_ops"), f"{base}.dataset.batch_transform_ops", BATCH_OPS,
-                       extra_names=("OpSampler",))
-        for i, item in enumerate(ds.get("batch_transform_ops") or []):
-            if "OpSampler" in item:
-                inner = item["OpSampler"] or {}
-                _check_keys(inner, f"{base}.dataset.batch_transform_ops[{i}].OpSampler", tuple(BATCH_OPS))
-                for name, kwargs in inner.items():
-                    _check_keys(kwargs, f"{base}.dataset.batch_transform_ops[{i}].OpSampler.{name}",
-                                ("alpha", "prob"))
-        _check_keys(part.get("sampler"), f"{base}.sampler", SAMPLER_KEYS)
-        if part.get("sampler") and part["sampler"].get("name", SAMPLERS[0]) not in SAMPLERS:
-            raise ConfigError(f"'{base}.sampler.name' must be one of {list(SAMPLERS)}")
-        _check_keys(part.get("loader"), f"{base}.loader", LOADER_KEYS)
-
+        _check_loader_part(part, f"DataLoader.{mode}")
     infer = cfg.get("Infer")
     _check_keys(infer, "Infer", INFER_KEYS)
     if infer:

@@ -1,14 +1,23 @@
 """The classification engine: ``Engine(config, mode).train() / .eval() / .infer() / .export()``.
 
-Reads PaddleClas-schema configs (see :mod:`.config`). Models come from the registry
-(``create_model(Arch.name, class_num=..., **other Arch keys)``). Runs single-process or under
+Reads PaddleClas-schema configs (see :mod:`.config`) with PaddleClas's meanings. Models come from
+the registry (``create_model(Arch.name, class_num=..., **other Arch keys)``) or are a
+:class:`~.distillation.DistillationModel` of several. Runs single-process or under
 ``python -m paddle.distributed.launch`` (DistributedBatchSampler + DataParallel; logging,
 VisualDL and checkpoints from rank 0 only).
+
+As in PaddleClas: ``Global.update_freq`` accumulates gradients over that many batches (the loss
+is divided by it, the optimizer, LR schedule and EMA advance once per update, and an epoch keeps
+a whole number of updates); ``Global.to_static`` trains through ``paddle.jit.to_static`` with
+the input spec ``[None] + Global.image_shape``; ``Global.class_num`` is a deprecated alias of
+``Arch.class_num``; ``Global.print_mem_info`` adds peak memory to the progress lines;
+``Global.log_ranks`` lists the ranks that log progress.
 """
 import datetime
 import os
 import pickle
 import random
+import resource
 import time
 import warnings
 
@@ -18,16 +27,17 @@ import paddle.distributed as dist
 import paddle.nn.functional as F
 
 from ..data import build_dataloader, build_transforms
-from ..data.transforms import apply_transforms
+from ..data.transforms import apply_transforms, is_chw
 from ..losses import build_loss
-from ..metrics import build_metrics
+from ..metrics import DistillationTopkAcc, build_metrics
 from ..optim import build_optimizer
 from ..inference import check_gpu_kernels
 from ..registry import create_model
 from ..weights import load_checkpoint_file, load_state_dict_checked
 from .checkpoint import (copy_checkpoint, load_resume_states, optimizer_state_to_structured,
                          save_checkpoint)
-from .config import ARCH_ENGINE_KEYS, ConfigError, validate_config
+from .config import ARCH_ENGINE_KEYS, ARCH_GENERIC_KEYS, ConfigError, validate_config
+from .distillation import DistillationModel
 from .logger import VisualDLWriter, get_logger
 
 __all__ = ["Engine", "ModelEMA", "build_model_from_config"]
@@ -63,8 +73,19 @@ def _unwrap(model):
 
 
 def build_model_from_config(arch_cfg):
-    """``Arch`` mapping -> model via the registry; unknown factory kwargs become ConfigErrors."""
+    """``Arch`` mapping -> model via the registry (or a DistillationModel of registered models);
+    unknown factory kwargs become ConfigErrors."""
     arch = dict(arch_cfg)
+    if arch.get("name") == "DistillationModel":
+        shared = {k: arch[k] for k in ("class_num",) + ARCH_GENERIC_KEYS if k in arch}
+
+        def member(cfg):
+            return build_model_from_config({**shared, **cfg})
+        try:
+            return DistillationModel(arch.get("models"), member, arch.get("pretrained_list"),
+                                     arch.get("freeze_params_list"), arch.get("infer_model_name"))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     name = arch.pop("name")
     class_num = int(arch.pop("class_num", 1000))
     pretrained = arch.pop("pretrained", False)
@@ -80,6 +101,30 @@ def build_model_from_config(arch_cfg):
                           f"model factory.") from None
 
 
+def primary_output(model, out):
+    """The logits that evaluation, inference and export use: the ``infer_model_name`` member of a
+    DistillationModel, the output itself otherwise."""
+    model = _unwrap(model)
+    if isinstance(out, dict) and isinstance(model, DistillationModel):
+        return out[model.infer_model_name]
+    return out
+
+
+def _parse_ranks(value):
+    if value is None:
+        return {0}
+    if isinstance(value, int):
+        return {value}
+    return {int(r) for r in str(value).replace(" ", "").split(",") if r != ""}
+
+
+def _memory_message():
+    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        return (f", max_mem_reserved: {paddle.device.cuda.max_memory_reserved() / 2 ** 20:.2f} MB, "
+                f"max_mem_allocated: {paddle.device.cuda.max_memory_allocated() / 2 ** 20:.2f} MB")
+    return f", max_rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.2f} MB"
+
+
 def _fmt_time(seconds):
     return str(datetime.timedelta(seconds=int(max(seconds, 0))))
 
@@ -93,6 +138,9 @@ class Engine:
         self.mode = mode
         g = config.setdefault("Global", {}) or {}
         config["Global"] = g
+        deprecated_class_num = g.get("class_num")
+        if deprecated_class_num is not None:
+            config["Arch"].setdefault("class_num", deprecated_class_num)
         self.arch_name = config["Arch"]["name"]
         self.class_num = int(config["Arch"].get("class_num", 1000))
         self.epochs = int(g.get("epochs", 1) or 1)
@@ -104,13 +152,17 @@ class Engine:
         if self.world_size > 1:
             dist.init_parallel_env()
         self.logger = get_logger(log_file=os.path.join(self.output_dir, f"{mode}.log")
-                                 if mode in ("train", "eval") else None, rank=self.rank)
+                                 if mode in ("train", "eval") else None, rank=self.rank,
+                                 info=self.rank in _parse_ranks(g.get("log_ranks", 0)))
+        if deprecated_class_num is not None:
+            self.logger.warning("Global.class_num is deprecated (PaddleClas too): use Arch.class_num "
+                                f"(now {config['Arch']['class_num']})")
         self.seed = g.get("seed")
         if self.seed is not None:
             paddle.seed(int(self.seed))
             np.random.seed(int(self.seed) + self.rank)
             random.seed(int(self.seed) + self.rank)
-        if self.rank == 0 and mode == "train":
+        if mode == "train":
             self.logger.info(f"config: {config}")
 
         # AMP: GPU only; on CPU say so once and run fp32.
@@ -168,8 +220,17 @@ class Engine:
                 raise ConfigError("training needs Loss.Train (e.g. [{CELoss: {epsilon: 0.1}}])")
             if not config.get("Optimizer"):
                 raise ConfigError("training needs an Optimizer section")
+            self.update_freq = int(g.get("update_freq", 1) or 1)
+            # Global.iter_per_epoch fixes the batches per epoch (the loader restarts as needed)
+            batches = int(g.get("iter_per_epoch") or len(self.train_loader))
+            if batches < self.update_freq:
+                self.logger.warning(f"Global.update_freq ({self.update_freq}) is more than the "
+                                    f"{batches} batches of an epoch: set to 1")
+                self.update_freq = 1
+            # an epoch keeps a whole number of updates (PaddleClas drops the remainder)
+            self.iters_per_epoch = batches // self.update_freq * self.update_freq
             self.optimizer, self.lr_scheduler, self.param_groups = build_optimizer(
-                config["Optimizer"], self.model, self.epochs, len(self.train_loader))
+                config["Optimizer"], self.model, self.epochs, self.iters_per_epoch // self.update_freq)
             self.logger.info(f"weight decay on {len(self.param_groups['decay'])} parameters, none on "
                              f"{len(self.param_groups['no_decay'])}: {self.param_groups['no_decay'][:12]}"
                              f"{' ...' if len(self.param_groups['no_decay']) > 12 else ''}")
@@ -181,6 +242,8 @@ class Engine:
                 if self.amp_level == "O2":
                     self.model, self.optimizer = paddle.amp.decorate(
                         models=self.model, optimizers=self.optimizer, level="O2", save_dtype="float32")
+        if mode == "train" and g.get("to_static"):
+            self._apply_to_static(g.get("image_shape"))
         self.train_model = paddle.DataParallel(self.model) if self.world_size > 1 and mode == "train" else self.model
         self.start_epoch, self.global_step = 0, 0
         self.best = {"metric": 0.0, "epoch": 0}
@@ -188,6 +251,16 @@ class Engine:
             self._resume(str(g["checkpoints"]))
 
     # ---- setup helpers ----------------------------------------------------------------------
+    def _apply_to_static(self, image_shape):
+        """Train through ``paddle.jit.to_static`` (PaddleClas's ``Global.to_static``)."""
+        from paddle.static import InputSpec
+        spec = None
+        if image_shape:
+            spec = [InputSpec([None] + [int(s) for s in image_shape], "float32", "x")]
+            spec[0].stop_gradient = True
+        self.model = paddle.jit.to_static(self.model, input_spec=spec)
+        self.logger.info(f"training under paddle.jit.to_static with input spec {spec}")
+
     def _setup_device(self, device):
         device = str(device or "cpu").lower()
         if device not in ("cpu", "gpu"):
@@ -266,19 +339,47 @@ class Engine:
                          f"{self.global_step}, lr {self.lr_scheduler.get_lr():.6g}")
 
     # ---- forward helpers ----------------------------------------------------------------------
+    def _model_input(self, images):
+        """A batch as a tensor; float16 batches (``NormalizeImage output_fp16``, PaddleClas's AMP O2
+        recipe) become float32 when the model runs in fp32."""
+        images = paddle.to_tensor(images) if not isinstance(images, paddle.Tensor) else images
+        if images.dtype == paddle.float16 and self.amp_level != "O2":
+            images = images.astype("float32")
+        return images
+
+    def _metric_input(self, metric, out):
+        """DistillationTopkAcc picks its own member; other metrics score the primary output."""
+        if isinstance(metric, DistillationTopkAcc):
+            return out.detach() if not isinstance(out, dict) else {k: v.detach() for k, v in out.items()}
+        return primary_output(self.model, out).detach()
+
     def _autocast(self):
         if self.amp_level:
             return paddle.amp.auto_cast(level=self.amp_level)
         return paddle.amp.auto_cast(enable=False)
 
     # ---- train ----------------------------------------------------------------------------------
+    def _epoch_batches(self, count):
+        """``count`` training batches; the loader restarts when it runs out before."""
+        served = 0
+        while served < count:
+            for batch in self.train_loader:
+                yield batch
+                served += 1
+                if served >= count:
+                    return
+            if served == 0:
+                raise RuntimeError("DataLoader.Train yields no batches (fewer images than one "
+                                   "batch with drop_last: True?)")
+
     def train(self):
         g = self.config["Global"]
         print_step = int(g.get("print_batch_step", 10) or 10)
         eval_interval = int(g.get("eval_interval", 1) or 1)
         start_eval = int(g.get("start_eval_epoch", 0) or 0)
-        iters = len(self.train_loader)
+        iters, freq = self.iters_per_epoch, self.update_freq
         total_iters = iters * (self.epochs - self.start_epoch)
+        mem_info = bool(g.get("print_mem_info", False))
         run_start, done_iters = time.time(), 0
         for epoch in range(self.start_epoch + 1, self.epochs + 1):
             if hasattr(self.train_sampler, "set_epoch"):
@@ -287,25 +388,29 @@ class Engine:
             for m in self.train_metrics:
                 m.reset()
             epoch_start, seen, loss_sum = time.time(), 0, 0.0
-            for it, (images, labels) in enumerate(self.train_loader):
-                images = paddle.to_tensor(images) if not isinstance(images, paddle.Tensor) else images
+            for it, (images, labels) in enumerate(self._epoch_batches(iters)):
+                images = self._model_input(images)
                 with self._autocast():
-                    logits = self.train_model(images)
-                    losses = self.train_loss(logits, labels)
+                    out = self.train_model(images)
+                    losses = self.train_loss(out, labels)
                 loss = losses["loss"]
+                scaled = loss / freq if freq > 1 else loss
                 if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
+                    self.scaler.scale(scaled).backward()
                 else:
-                    loss.backward()
-                    self.optimizer.step()
-                self.optimizer.clear_grad()
+                    scaled.backward()
                 lr_now = self.lr_scheduler.get_lr()
-                self.lr_scheduler.step()
-                if self.ema is not None:
-                    self.ema.update(self.model)
-                self.global_step += 1
+                if (it + 1) % freq == 0:
+                    if self.scaler is not None:
+                        self.scaler.step(self.optimizer)
+                        self.scaler.update()
+                    else:
+                        self.optimizer.step()
+                    self.optimizer.clear_grad()
+                    self.lr_scheduler.step()
+                    if self.ema is not None:
+                        self.ema.update(self.model)
+                    self.global_step += 1
                 done_iters += 1
                 batch = images.shape[0]
                 seen += batch
@@ -315,7 +420,7 @@ class Engine:
                 accs = {}
                 if not soft:
                     for m in self.train_metrics:
-                        accs.update(m.update(logits.detach(), labels))
+                        accs.update(m.update(self._metric_input(m, out), labels))
                 if it % print_step == 0 or it == iters - 1:
                     avg_iter = (time.time() - run_start) / done_iters
                     eta = avg_iter * (total_iters - done_iters)
@@ -325,7 +430,7 @@ class Engine:
                         f"[Train][Epoch {epoch}/{self.epochs}][Iter: {it}/{iters}] lr: {lr_now:.6g}, "
                         f"{terms}{acc_s}, batch_cost: {avg_iter:.4f}s, ips: "
                         f"{seen * self.world_size / max(time.time() - epoch_start, 1e-9):.2f} images/s, "
-                        f"eta: {_fmt_time(eta)}")
+                        f"eta: {_fmt_time(eta)}{_memory_message() if mem_info else ''}")
                     self.vdl.add_scalar("train/loss", loss_value, self.global_step)
                     self.vdl.add_scalar("train/lr", lr_now, self.global_step)
             epoch_time = time.time() - epoch_start
@@ -374,9 +479,9 @@ class Engine:
             keep = min(images.shape[0], valid - seen)
             if keep <= 0:
                 break
-            images, labels = images[:keep], labels[:keep]
+            images, labels = self._model_input(images[:keep]), labels[:keep]
             with self._autocast():
-                logits = model(images)
+                logits = primary_output(model, model(images))
             logits = logits.astype("float32")
             if self.eval_loss is not None:
                 loss_sum += float(self.eval_loss(logits, labels)["loss"]) * keep
@@ -448,10 +553,11 @@ class Engine:
             for path in chunk:
                 with open(path, "rb") as f:
                     img = apply_transforms(f.read(), ops)
-                if img.ndim == 3 and img.shape[-1] in (1, 3) and img.shape[0] not in (1, 3):
+                if img.ndim == 3 and not is_chw(img):
                     img = img.transpose((2, 0, 1))
                 batch.append(img)
-            probs = F.softmax(self.model(paddle.to_tensor(np.stack(batch).astype("float32"))), axis=-1).numpy()
+            logits = primary_output(self.model, self.model(paddle.to_tensor(np.stack(batch).astype("float32"))))
+            probs = F.softmax(logits, axis=-1).numpy()
             for path, p in zip(chunk, probs):
                 ids = np.argsort(-p)[:topk].tolist()
                 res = {"class_ids": ids, "scores": [round(float(p[i]), 5) for i in ids], "file_name": path}
@@ -463,13 +569,35 @@ class Engine:
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, save_dir=None, dynamic_hw=False):
+        """Paddle Inference model of the model (the ``infer_model_name`` member of a
+        DistillationModel) plus ``inference.yml`` (pre-processing from ``Infer.transforms``,
+        Topk post-processing with the label list), PaddleClas's ``export_for_fd`` layout."""
         from ..export import export_inference_model
         g = self.config["Global"]
         save_dir = save_dir or g.get("save_inference_dir") or "./inference"
         image_shape = tuple(int(s) for s in (g.get("image_shape") or [3, 224, 224]))
         with_softmax = bool(self.config["Arch"].get("infer_add_softmax", True))
-        prefix = export_inference_model(self.model, save_dir, image_shape, with_softmax=with_softmax,
-                                        dynamic_hw=dynamic_hw)
+        model = self.model.member() if isinstance(self.model, DistillationModel) else self.model
+        prefix = export_inference_model(model, save_dir, image_shape, with_softmax=with_softmax,
+                                        dynamic_hw=dynamic_hw, infer_config=self._infer_config())
         written = sorted(f for f in os.listdir(save_dir) if f.startswith(os.path.basename(prefix)))
         print(f"[ppvision_hybrid] exported {self.arch_name} to {save_dir}: {written}")
         return prefix
+
+    def _infer_config(self):
+        """What ``inference.yml`` records: ``Infer.transforms`` (the default ImageNet evaluation
+        pre-processing without them), the Topk settings, the label names (from
+        ``class_id_map_file`` when it exists) and the model name (``Global.pdx_model_name`` or
+        the exported model's registered name)."""
+        from ..inference_yml import default_transforms
+        g = self.config["Global"]
+        infer = self.config.get("Infer") or {}
+        post = dict(infer.get("PostProcess") or {})
+        names = None
+        if post.get("class_id_map_file") and os.path.isfile(str(post["class_id_map_file"])):
+            table = self.load_label_names(post["class_id_map_file"], post.get("delimiter"))
+            names = [table.get(i, str(i)) for i in range(self.class_num)]
+        model = self.model.member() if isinstance(self.model, DistillationModel) else self.model
+        return {"transforms": infer.get("transforms") or default_transforms(g.get("image_shape") or (3, 224, 224)),
+                "topk": int(post.get("topk", 5)), "label_list": names,
+                "model_name": g.get("pdx_model_name") or getattr(model, "model_name", self.arch_name)}

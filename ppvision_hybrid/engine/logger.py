@@ -1,5 +1,6 @@
 """Rank-aware logging: rank 0 writes INFO to stdout and ``<output_dir>/<Arch.name>/<mode>.log``;
-other ranks only report warnings and errors (so a distributed launch prints each line once)."""
+other ranks report warnings and errors only, unless ``Global.log_ranks`` lists them (so a
+distributed launch prints each line once by default)."""
 import logging
 import os
 import sys
@@ -8,7 +9,8 @@ import warnings
 __all__ = ["get_logger", "VisualDLWriter"]
 
 
-def get_logger(name="ppvision_hybrid", log_file=None, rank=0):
+def get_logger(name="ppvision_hybrid", log_file=None, rank=0, info=None):
+    """``info``: whether this rank logs INFO (default: rank 0 only)."""
     logger = logging.getLogger(f"{name}.rank{rank}")
     logger.propagate = False
     for h in list(logger.handlers):
@@ -23,7 +25,7 @@ def get_logger(name="ppvision_hybrid", log_file=None, rank=0):
         fh = logging.FileHandler(log_file, mode="a", encoding="utf-8")
         fh.setFormatter(fmt)
         logger.addHandler(fh)
-    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.setLevel(logging.INFO if (rank == 0 if info is None else info) else logging.WARNING)
     return logger
 
 

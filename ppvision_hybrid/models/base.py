@@ -121,10 +121,46 @@ class HybridBackbone(nn.Layer):
         return [k for k in self.state_dict() if k.startswith(tuple(self.classifier_prefixes))]
 
 
+#: PaddleClas's model-independent Arch keys and what they do here. ``data_format: NHWC`` asks
+#: PaddleClas's CNNs to compute channels-last internally (inputs stay NCHW); these models keep
+#: their own layouts, so it is accepted as a no-op, as are the fused-kernel switches (GPU
+#: kernels PaddleClas uses in ViT/Swin; no equivalent here). ``use_sync_bn`` converts the
+#: BatchNorm layers to SyncBatchNorm on a GPU, as PaddleClas does.
+GENERIC_ARCH_KEYS = {
+    "data_format": ("NCHW", "NHWC"),
+    "use_fused_attn": (False, True),
+    "use_fused_linear": (False, True),
+    "use_sync_bn": (False, True),
+}
+
+
+def _generic_arch_keys(model_name, kwargs):
+    """Pop PaddleClas's generic Arch keys from ``kwargs``; warn once for those that are no-ops."""
+    import warnings
+    generic = {k: kwargs.pop(k) for k in list(kwargs) if k in GENERIC_ARCH_KEYS}
+    for key, value in generic.items():
+        if value not in GENERIC_ARCH_KEYS[key]:
+            raise ValueError(f"Arch.{key} must be one of {GENERIC_ARCH_KEYS[key]}, got {value!r}")
+    notes = [f"{k}={v}" for k, v in generic.items()
+             if k != "use_sync_bn" and v not in (False, "NCHW")]
+    if notes:
+        warnings.warn(f"{model_name}: {', '.join(notes)} accepted as a no-op (PaddleClas layout/"
+                      f"fused-kernel switches; this model keeps its own kernels; inputs stay NCHW)")
+    return bool(generic.get("use_sync_bn", False))
+
+
 def build_model(cls, model_name, pretrained=False, **kwargs):
-    """Construct ``cls(**kwargs)`` and load weights per ``pretrained`` (False/True/path)."""
+    """Construct ``cls(**kwargs)`` and load weights per ``pretrained`` (False/True/path).
+    PaddleClas's generic Arch keys (:data:`GENERIC_ARCH_KEYS`) are taken here."""
     from ..weights import load_pretrained  # weights imports the registry, not the models
+    use_sync_bn = _generic_arch_keys(model_name, kwargs)
     model = cls(**kwargs)
     model.model_name = model_name
     load_pretrained(model, model_name, pretrained)
+    if use_sync_bn:
+        if paddle.device.is_compiled_with_cuda() and paddle.get_device().startswith("gpu"):
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            import warnings
+            warnings.warn(f"{model_name}: use_sync_bn=True needs a GPU; ignored (as in PaddleClas)")
     return model
