@@ -7,11 +7,14 @@ from .conv_bn import ConvBN, ConvBNAct
 from .mlp import Mlp
 from .channels_last import batch_norm_channels_last, conv2d_channels_last, conv2d_nhwc
 from .resample import adaptive_pool_matrix, adaptive_avg_pool2d_matmul
+from .depthwise import DepthwiseConv2D, depthwise_conv2d
+from .activation import GELU, gelu
 
 __all__ = [
     "DropPath", "drop_path", "trunc_normal_", "zeros_", "ones_", "constant_",
     "kaiming_normal_fan_out_", "init_weights_vit", "pad_nhwc", "pad_to_multiple", "window_partition",
     "window_reverse", "relative_position_index", "ConvBN", "ConvBNAct", "Mlp",
     "batch_norm_channels_last", "conv2d_channels_last", "conv2d_nhwc", "adaptive_pool_matrix",
-    "adaptive_avg_pool2d_matmul",
+    "adaptive_avg_pool2d_matmul", "DepthwiseConv2D", "depthwise_conv2d",
+    "GELU", "gelu",
 ]
