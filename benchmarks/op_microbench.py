@@ -31,17 +31,29 @@ ATTN_Q = (B, 3, 64, 49, 32)           # Focal-T stage-1 [B, heads, windows, 49, 
 ATTN_K = (B, 3, 64, 181 + 49, 32)     # 181 fine + 49 pooled keys per window
 CONV1X1 = (B, 48, 56, 56, 192)        # TransXNet-T stage-1 fc1: 48 -> 192 channels
 
-#: ops with a fast form in this package (the "paddle_fast" column; the others are not re-run)
-FAST_OPS = ("dwconv3", "dwconv5", "dwconv7")
+#: ops with a fast form (the "paddle_fast" column: this package's kernels, or a formulation from
+#: other standard ops); the others are not re-run there
+FAST_OPS = ("dwconv3", "dwconv5", "dwconv7", "gelu", "add_bcast", "window_partition", "window_reverse", "slice_qkv",
+            "conv1x1")
 OPS = ("dwconv3", "dwconv5", "dwconv7", "window_partition", "window_reverse", "group_norm", "layer_norm",
        "gelu", "add", "add_bcast", "conv1x1", "matmul_attn", "gather_tokens", "roll", "unfold", "slice_qkv")
+#: what the paddle_fast column runs for each op
+FAST_FORMS = {
+    "dwconv3": "layers.depthwise_conv2d (C++ kernel)", "dwconv5": "same", "dwconv7": "same",
+    "gelu": "layers.gelu (C++ kernel)",
+    "add_bcast": "x * s + b as layers.depthwise_conv2d with a 1x1 filter (the authors' LayerScale form)",
+    "window_partition": "one paddle.gather of (window-row) chunks instead of a 6-D transpose",
+    "window_reverse": "one paddle.gather of chunks instead of a 6-D transpose",
+    "slice_qkv": "paddle.split(qkv, [1, 2]) instead of two slices (one concat in backward)",
+    "conv1x1": "paddle.matmul(weight [Cout, Cin], x [N, Cin, H*W]) (one broadcast batched GEMM)",
+}
 
 
 def _paddle_ops(fast):
     import numpy as np
     import paddle
     import paddle.nn.functional as F
-    from ppvision_hybrid.layers import depthwise_conv2d
+    from ppvision_hybrid.layers import depthwise_conv2d, gelu
 
     rng = np.random.RandomState(0)
 
@@ -67,10 +79,17 @@ def _paddle_ops(fast):
             conv = (lambda k: lambda x, w, b: F.conv2d(x, w, b, padding=k // 2, groups=DW_SHAPE[1]))(k)
         ops[f"dwconv{k}"] = ((lambda c, x, w, b: lambda: c(x, w, b))(conv, x, w, b), fwd_bwd(conv, x, w, b))
     win = t(WIN, True)
-    part = (lambda v: v.transpose([0, 1, 3, 2, 4, 5]).reshape([-1, 49, WIN[-1]]))
-    ops["window_partition"] = (lambda: part(win), fwd_bwd(part, win))
     windows = t((B * 64, 49, WIN[-1]), True)
-    rev = (lambda v: v.reshape([B, 8, 8, 7, 7, WIN[-1]]).transpose([0, 1, 3, 2, 4, 5]).reshape([B, 56, 56, WIN[-1]]))
+    if fast:
+        # rows of ws * C floats: the map [B, H * nW, ws * C] -> window order, and back
+        order = np.arange(56 * 8).reshape(8, 7, 8).transpose(0, 2, 1).reshape(-1)
+        part_index, rev_index = paddle.to_tensor(order), paddle.to_tensor(np.argsort(order))
+        part = (lambda v: paddle.gather(v.reshape([B, 56 * 8, 7 * WIN[-1]]), part_index, axis=1).reshape([-1, 49, WIN[-1]]))
+        rev = (lambda v: paddle.gather(v.reshape([B, 56 * 8, 7 * WIN[-1]]), rev_index, axis=1).reshape([B, 56, 56, WIN[-1]]))
+    else:
+        part = (lambda v: v.transpose([0, 1, 3, 2, 4, 5]).reshape([-1, 49, WIN[-1]]))
+        rev = (lambda v: v.reshape([B, 8, 8, 7, 7, WIN[-1]]).transpose([0, 1, 3, 2, 4, 5]).reshape([B, 56, 56, WIN[-1]]))
+    ops["window_partition"] = (lambda: part(win), fwd_bwd(part, win))
     ops["window_reverse"] = (lambda: rev(windows), fwd_bwd(rev, windows))
     m, gw, gb = t(MAP, True), t((MAP[1],), True), t((MAP[1],), True)
     gn = (lambda x, w, b: F.group_norm(x, 1, weight=w, bias=b))
@@ -78,13 +97,22 @@ def _paddle_ops(fast):
     tok, lw, lb = t(TOKENS, True), t((TOKENS[-1],), True), t((TOKENS[-1],), True)
     ln = (lambda x, w, b: F.layer_norm(x, TOKENS[-1], weight=w, bias=b))
     ops["layer_norm"] = (lambda: ln(tok, lw, lb), fwd_bwd(ln, tok, lw, lb))
-    ops["gelu"] = (lambda: F.gelu(m), fwd_bwd(F.gelu, m))
+    act = gelu if fast else F.gelu
+    ops["gelu"] = (lambda: act(m), fwd_bwd(act, m))
     m2, scale = t(MAP, True), t((MAP[1], 1, 1), True)
     ops["add"] = (lambda: m + m2, fwd_bwd(lambda a, b: a + b, m, m2))
-    ops["add_bcast"] = (lambda: m * scale + scale, fwd_bwd(lambda a, s: a * s + s, m, scale))
+    if fast:
+        scale_shift = (lambda a, s: depthwise_conv2d(a, s.unsqueeze(1), s.reshape([-1])))
+    else:
+        scale_shift = (lambda a, s: a * s + s)
+    ops["add_bcast"] = (lambda: scale_shift(m, scale), fwd_bwd(scale_shift, m, scale))
     n, cin, h, wd, cout = CONV1X1
     cx, cw = t((n, cin, h, wd), True), t((cout, cin, 1, 1), True)
-    ops["conv1x1"] = (lambda: F.conv2d(cx, cw), fwd_bwd(lambda x, w: F.conv2d(x, w), cx, cw))
+    if fast:
+        conv1x1 = (lambda x, w: paddle.matmul(w.reshape([cout, cin]), x.reshape([n, cin, h * wd])).reshape([n, cout, h, wd]))
+    else:
+        conv1x1 = (lambda x, w: F.conv2d(x, w))
+    ops["conv1x1"] = (lambda: conv1x1(cx, cw), fwd_bwd(conv1x1, cx, cw))
     q, kk = t(ATTN_Q, True), t(ATTN_K, True)
     mm = (lambda a, b: paddle.matmul(a, b, transpose_y=True))
     ops["matmul_attn"] = (lambda: mm(q, kk), fwd_bwd(mm, q, kk))
@@ -98,7 +126,13 @@ def _paddle_ops(fast):
     unfold = (lambda v: F.unfold(v, 7, paddings=3))
     ops["unfold"] = (lambda: unfold(small), fwd_bwd(unfold, small))
     qkv = t((3,) + ATTN_Q[:2] + (3136, 32), True)
-    two_slices = (lambda v: v[0] * 1.0 + v[1:].sum(axis=0))  # Focal's q = qkv[0], kv = qkv[1:]
+    if fast:
+        def two_slices(v):
+            q, kv = paddle.split(v, [1, 2], axis=0)
+            return q[0] * 1.0 + kv.sum(axis=0)
+    else:
+        def two_slices(v):  # Focal's q = qkv[0], kv = qkv[1:]
+            return v[0] * 1.0 + v[1:].sum(axis=0)
     ops["slice_qkv"] = (lambda: two_slices(qkv), fwd_bwd(two_slices, qkv))
     return ops
 
@@ -232,6 +266,7 @@ def main(argv=None):
             rounds[side].append(run_round(python, side, args))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     names = [s for s, _ in sides]
+    print("paddle_fast: " + "; ".join(f"{op}: {form}" for op, form in FAST_FORMS.items() if op in args.ops))
     header = "| op | " + " | ".join(f"{s} fwd ms | {s} fwd+bwd ms" for s in names) + " |"
     print(header)
     print("|" + "---|" * (1 + 2 * len(names)))

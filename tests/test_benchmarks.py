@@ -267,3 +267,45 @@ def test_benchmark_prints_ms_per_image_writes_only_when_asked_and_sets_the_autho
     row = [line for line in out.splitlines() if line.startswith("| dygraph |")][0]
     ours_ms = float(row.split("|")[2])
     assert float(row.split("|")[3]) == pytest.approx(ours_ms / 2.0, abs=0.01)
+
+
+def test_profile_ops_lists_the_ops_of_a_training_step(capsys):
+    import profile_ops
+    table = profile_ops.main(["--model", "MixFormer_B0", "--mode", "train", "--batch", "2", "--image-size", "64",
+                              "--threads", "1", "--warmup", "0", "--steps", "1", "--top", "5"])
+    out = capsys.readouterr().out
+    names = [name for name, _, _ in table]
+    assert any(name.endswith("GradNode") for name in names) and any("matmul" in name for name in names)
+    assert "paddle MixFormer_B0 train 2x3x64x64" in out and out.count("\n| ") == 6  # header + 5 ops
+
+
+def test_fast_swap_projection_keeps_the_model_function():
+    """profile_ops.FastSwap (the phase-1 projection) swaps a model's depthwise convs and GELUs for
+    the fast kernels and back, without changing its output."""
+    import paddle
+    import profile_ops
+    import ppvision_hybrid
+    model = ppvision_hybrid.create_model("TransXNet_T")
+    model.eval()
+    x = paddle.randn([1, 3, 64, 64])
+    swap = profile_ops.FastSwap(model)
+    assert len(swap.convs) > 50 and len(swap.gelus) > 20
+    with paddle.no_grad():
+        standard = model(x).numpy()
+        swap.set(True)
+        fast = model(x).numpy()
+        swap.set(False)
+    assert type(swap.convs[0]) is paddle.nn.Conv2D and swap.module.F is paddle.nn.functional
+    np.testing.assert_allclose(fast, standard, rtol=0, atol=1e-4 * float(np.abs(standard).max()))
+
+
+def test_op_microbench_times_paddle_and_the_fast_forms(tmp_path, capsys):
+    import op_microbench
+    table = op_microbench.main(["--rounds", "1", "--warmup", "0", "--repeats", "1", "--threads", "1",
+                                "--ops", "gelu", "roll", "--json", str(tmp_path / "ops.json")])
+    assert set(table) == {"gelu", "roll"}
+    assert table["gelu"]["paddle_fast"]["fwd_bwd_ms"] > 0 and "paddle_fast" not in table["roll"]
+    assert table["roll"]["paddle"]["fwd_ms"] > 0
+    out = capsys.readouterr().out
+    assert "| gelu |" in out and "gelu: layers.gelu (C++ kernel)" in out
+    assert json.loads((tmp_path / "ops.json").read_text())["ops"]["gelu"]["paddle"]["rounds"]
