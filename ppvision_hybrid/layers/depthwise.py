@@ -20,6 +20,7 @@ from .fast_ops import autocast_enabled, load_fast_ops, run_fast_op
 __all__ = ["DepthwiseConv2D", "depthwise_conv2d", "fast_depthwise_applies"]
 
 _OP = "ppvh_depthwise_conv2d"
+_zero_biases = {}  # channels -> a zero [C] tensor: the op always takes a bias (never modified)
 
 
 def _pair(value):
@@ -34,6 +35,8 @@ def fast_depthwise_applies(x, weight, stride=1, padding=0, dilation=1, data_form
     """Whether :func:`depthwise_conv2d` would run the fast kernel for these arguments."""
     if not paddle.in_dynamic_mode() or data_format != "NCHW" or _pair(dilation) != (1, 1):
         return False
+    if _OP not in (load_fast_ops() or ()):
+        return False
     stride, padding = _pair(stride), _pair(padding)
     if stride is None or padding is None or min(stride) < 1 or min(padding) < 0:
         return False
@@ -41,9 +44,7 @@ def fast_depthwise_applies(x, weight, stride=1, padding=0, dilation=1, data_form
         return False
     if x.dtype != paddle.float32 or weight.dtype != paddle.float32 or not x.place.is_cpu_place():
         return False
-    if autocast_enabled():
-        return False
-    return _OP in (load_fast_ops() or ())
+    return not autocast_enabled()
 
 
 def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, data_format="NCHW"):
@@ -55,8 +56,11 @@ def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, data
                         groups=weight.shape[0], data_format=data_format)
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
     has_bias = bias is not None
-    if not has_bias:  # the op always takes a bias tensor; its gradient is then not used
-        bias = paddle.zeros([weight.shape[0]], dtype=weight.dtype)
+    if not has_bias:  # its gradient is then not used
+        channels = weight.shape[0]
+        if channels not in _zero_biases:
+            _zero_biases[channels] = paddle.zeros([channels], dtype="float32")
+        bias = _zero_biases[channels]
     return run_fast_op(_OP, x, weight, bias, sh, sw, ph, pw, has_bias)[0]
 
 

@@ -160,6 +160,8 @@ def load_fast_ops():
     one-line note); later calls return at once."""
     if not fast_ops_enabled():
         return None
+    if _state["loaded"]:  # the common case, without the lock
+        return _state["ops"]
     with _lock:
         if _state["loaded"]:
             return _state["ops"]
