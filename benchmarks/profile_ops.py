@@ -59,8 +59,13 @@ def _input_shape(args):
     return (args.batch, 3, args.height or args.image_size, args.width or args.image_size)
 
 
-def paddle_step(args):
+def _random_batch(args):
     import numpy as np
+    x = np.random.RandomState(0).standard_normal(_input_shape(args)).astype("float32")
+    return x, np.random.RandomState(1).randint(0, 1000, size=(args.batch,)).astype("int64")
+
+
+def paddle_step(args):
     import paddle
     sys.path.insert(0, ROOT)
     import ppvision_hybrid
@@ -69,8 +74,7 @@ def paddle_step(args):
     if args.features_only:
         kwargs["features_only"] = True
     model = ppvision_hybrid.create_model(args.model, **kwargs)
-    x = np.random.RandomState(0).standard_normal(_input_shape(args)).astype("float32")
-    labels = np.random.RandomState(1).randint(0, 1000, size=(args.batch,)).astype("int64")
+    x, labels = _random_batch(args)
     if args.mode == "train":
         return model, vs_authors.paddle_training_step(model, x, labels)
     model.eval()
@@ -83,7 +87,6 @@ def paddle_step(args):
 
 
 def torch_step(args):
-    import numpy as np
     import torch
     torch.set_num_threads(args.threads)
     kwargs = json.loads(args.authors_kwargs)
@@ -91,8 +94,7 @@ def torch_step(args):
         kwargs["fork_feat"] = True  # the authors' dense-task switch (TransXNet)
     args.authors_kwargs = json.dumps(kwargs)
     model = vs_authors.build_authors_model(args)
-    x = np.random.RandomState(0).standard_normal(_input_shape(args)).astype("float32")
-    labels = np.random.RandomState(1).randint(0, 1000, size=(args.batch,)).astype("int64")
+    x, labels = _random_batch(args)
     if args.mode == "train":
         return model, vs_authors.torch_training_step(model, x, labels, args.threads)
     model.eval()
