@@ -153,9 +153,10 @@ def torch_op_table(step, steps):
 
 
 class FastSwap:
-    """Swaps a Paddle model's depthwise ``nn.Conv2D`` and ``nn.GELU`` layers, and the ``F.conv2d``
-    / ``F.gelu`` calls of its family module, for the fast CPU kernels of ppvision_hybrid.layers,
-    and back (a run-time projection; the models themselves are unchanged)."""
+    """Swaps a Paddle model's depthwise ``nn.Conv2D`` and ``nn.GELU`` layers, the ``F.conv2d`` /
+    ``F.gelu`` calls of its family module and TransXNet's ``resize_relative_position`` for the
+    fast CPU kernels of ppvision_hybrid.layers, and back (a run-time projection; the models
+    themselves are unchanged)."""
 
     def __init__(self, model):
         import paddle.nn as nn
@@ -169,6 +170,7 @@ class FastSwap:
         fast = types.SimpleNamespace(**{k: getattr(F, k) for k in dir(F) if not k.startswith("__")})
         fast.conv2d, fast.gelu = self._conv2d, layers.gelu
         self.fast_functional = fast
+        self.resize = getattr(self.module, "resize_relative_position", None)
 
     def _conv2d(self, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, data_format="NCHW", name=None):
         if groups > 1 and groups == weight.shape[0] == x.shape[1] and weight.shape[1] == 1:
@@ -182,11 +184,14 @@ class FastSwap:
             m.__class__ = self.layers.GELU if fast else self.nn.GELU
         if getattr(self.module, "F", None) in (self.F, self.fast_functional):
             self.module.F = self.fast_functional if fast else self.F
+        if self.resize is not None:  # same arithmetic, bitwise (tests/test_fast_ops.py)
+            self.module.resize_relative_position = self.layers.bicubic_resize if fast else self.resize
 
 
 def compare_fast(model, step, pairs):
     swap = FastSwap(model)
-    print(f"swapping {len(swap.convs)} depthwise convs, {len(swap.gelus)} GELUs and {swap.module.__name__}.F")
+    print(f"swapping {len(swap.convs)} depthwise convs, {len(swap.gelus)} GELUs and {swap.module.__name__}.F"
+          + (" and its resize_relative_position" if swap.resize else ""))
     results = {False: ([], []), True: ([], [])}
     for fast in (False, True):
         swap.set(fast)

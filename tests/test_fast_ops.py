@@ -14,7 +14,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 import pytest
 
-from ppvision_hybrid.layers import GELU, DepthwiseConv2D, depthwise_conv2d, fast_ops, gelu
+from ppvision_hybrid.layers import GELU, DepthwiseConv2D, bicubic_resize, depthwise_conv2d, fast_ops, gelu
 from ppvision_hybrid.layers.depthwise import fast_depthwise_applies
 
 from conftest import ROOT
@@ -25,7 +25,7 @@ HAS_COMPILER = fast_ops._compiler() is not None
 def _fast_ops():
     ops = fast_ops.load_fast_ops()
     if HAS_COMPILER:  # a machine with g++ must have working kernels
-        assert ops is not None and "ppvh_depthwise_conv2d" in ops and "ppvh_gelu" in ops, \
+        assert ops is not None and {"ppvh_depthwise_conv2d", "ppvh_gelu", "ppvh_bicubic_resize"} <= set(ops), \
             "the fast CPU kernels did not build (see the ppvision_hybrid note on stderr)"
     return ops
 
@@ -107,7 +107,8 @@ class _Block(nn.Layer):
         self.act = GELU()
 
     def forward(self, x):
-        return self.act(self.conv(x)) + gelu(depthwise_conv2d(x, self.conv.weight, None, 1, 1))
+        resized = bicubic_resize(bicubic_resize(x, 13, 5), 9, 9)
+        return self.act(self.conv(x)) + gelu(depthwise_conv2d(x, self.conv.weight, None, 1, 1)) + resized
 
 
 def test_saved_graphs_keep_the_standard_ops(tmp_path):
@@ -186,3 +187,36 @@ def test_a_failed_build_is_one_note_and_the_standard_ops(tmp_path, monkeypatch, 
     assert "using Paddle's standard ops" in err and err.count("\n") == 2  # the build note, then this
     assert "compiler exploded" in (tmp_path / "ops" / "build-failed.log").read_text()
     assert not [d for d in os.listdir(tmp_path / "ops") if ".build-" in d]
+
+
+@pytest.mark.parametrize("shape, size", [((1, 2, 196, 49), (3136, 49)), ((2, 3, 17, 9), (40, 5)),
+                                         ((1, 1, 64, 49), (700, 150)), ((1, 4, 50, 60), (7, 9))])
+def test_bicubic_resize_is_bitwise_the_standard_form_with_gradients(shape, size):
+    """The kernel repeats the standard form's arithmetic operation for operation (forward bitwise
+    equal), which is TransXNet's resize of its relative position term (so the model can switch)."""
+    from ppvision_hybrid.layers.resample import _bicubic_axis
+    from ppvision_hybrid.models.transxnet import resize_relative_position
+    _fast_ops()
+    rng = np.random.RandomState(0)
+    x = paddle.to_tensor(rng.standard_normal(shape).astype("float32"), stop_gradient=False)
+    standard = _bicubic_axis(_bicubic_axis(x, size[0], axis=2), size[1], axis=3)
+    fast = bicubic_resize(x, *size)
+    assert fast.shape == standard.shape == [shape[0], shape[1], *size]
+    np.testing.assert_array_equal(fast.numpy(), standard.numpy())
+    np.testing.assert_array_equal(resize_relative_position(x, *size).numpy(), standard.numpy())
+    upstream = paddle.to_tensor(rng.standard_normal(standard.shape).astype("float32"))
+    (expected,), (got,) = paddle.grad(standard, [x], upstream), paddle.grad(fast, [x], upstream)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0, atol=2e-6 * float(np.abs(expected.numpy()).max()))
+
+
+def test_bicubic_resize_matches_pytorch_semantics_not_paddles():
+    """Documented behaviour: PyTorch's bicubic (the authors' F.interpolate), checked on a case
+    worked by hand: upsampling [0, 1] by 2 along W gives Keys' taps at 1/4 and 3/4."""
+    x = paddle.to_tensor(np.array([[[[0.0, 1.0]]]], np.float32))
+    out = bicubic_resize(x, 1, 4).numpy().ravel()
+    a = -0.75  # taps at offsets -1..2 around 0.25 / 0.75 with borders clamped; -0.25 clamps to 0
+    w = lambda t: [((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a, ((a + 2) * t - (a + 3)) * t * t + 1,
+                   ((a + 2) * (1 - t) - (a + 3)) * (1 - t) ** 2 + 1, ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a]
+    expected = [sum(wi * v for wi, v in zip(w(0.75), [0, 0, 0, 1])), sum(wi * v for wi, v in zip(w(0.25), [0, 0, 1, 1])),
+                sum(wi * v for wi, v in zip(w(0.75), [0, 0, 1, 1])), sum(wi * v for wi, v in zip(w(0.25), [0, 1, 1, 1]))]
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)

@@ -6,7 +6,7 @@ from .relpos import relative_position_index
 from .conv_bn import ConvBN, ConvBNAct
 from .mlp import Mlp
 from .channels_last import batch_norm_channels_last, conv2d_channels_last, conv2d_nhwc
-from .resample import adaptive_pool_matrix, adaptive_avg_pool2d_matmul
+from .resample import adaptive_pool_matrix, adaptive_avg_pool2d_matmul, bicubic_resize
 from .depthwise import DepthwiseConv2D, depthwise_conv2d
 from .activation import GELU, gelu
 
@@ -16,5 +16,5 @@ __all__ = [
     "window_reverse", "relative_position_index", "ConvBN", "ConvBNAct", "Mlp",
     "batch_norm_channels_last", "conv2d_channels_last", "conv2d_nhwc", "adaptive_pool_matrix",
     "adaptive_avg_pool2d_matmul", "DepthwiseConv2D", "depthwise_conv2d",
-    "GELU", "gelu",
+    "GELU", "gelu", "bicubic_resize",
 ]

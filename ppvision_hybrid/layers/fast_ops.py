@@ -31,7 +31,7 @@ import paddle
 __all__ = ["fast_ops_enabled", "load_fast_ops", "run_fast_op", "fast_ops_dir", "build_fast_ops", "autocast_enabled"]
 
 _NAME = "ppvh_fast_ops"
-_SOURCES = ("depthwise_conv2d.cc", "gelu.cc")
+_SOURCES = ("depthwise_conv2d.cc", "gelu.cc", "bicubic_resize.cc")
 _HEADERS = ("vector_math.h",)
 _CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
 _CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
