@@ -64,6 +64,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 SHIMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "authors_shims")
@@ -104,11 +105,16 @@ def _peak_rss_mb():
 def _time_or_serve(run, args, info):
     """A round's child: time ``repeats`` calls and print one JSON line. With ``--serve`` (the
     interleaved mode): warm up, print a ready line, then time one call per ``run`` line on stdin
-    and print its milliseconds; when stdin closes, print the peak memory."""
+    and print its milliseconds; when stdin closes, print the peak memory. The process's CPU time
+    per call (all its threads) comes too: on a shared host it moves less than the wall time,
+    which counts the time the process waits for a core."""
     time_calls = _timer()
     if not args.serve:
-        times = time_calls(run, args.warmup, args.repeats)
-        print(json.dumps(dict(info, median_ms=times[len(times) // 2], min_ms=times[0],
+        time_calls(run, args.warmup, 0)
+        cpu0 = time.process_time()
+        times = time_calls(run, 0, args.repeats)
+        cpu_ms = (time.process_time() - cpu0) * 1e3 / max(1, args.repeats)
+        print(json.dumps(dict(info, median_ms=times[len(times) // 2], min_ms=times[0], cpu_ms=cpu_ms,
                               peak_rss_mb=_peak_rss_mb())), flush=True)
         return
     time_calls(run, args.warmup, 0)
@@ -116,7 +122,9 @@ def _time_or_serve(run, args, info):
     for line in sys.stdin:
         if line.strip() != "run":
             break
-        print(json.dumps(dict(ms=time_calls(run, 0, 1)[0])), flush=True)
+        cpu0 = time.process_time()
+        ms = time_calls(run, 0, 1)[0]
+        print(json.dumps(dict(ms=ms, cpu_ms=(time.process_time() - cpu0) * 1e3)), flush=True)
     print(json.dumps(dict(done=True, peak_rss_mb=_peak_rss_mb())), flush=True)
 
 
@@ -356,9 +364,11 @@ class _Server:
         raise SystemExit(f"{self.side} run failed ({' '.join(self.cmd)}):\n{self.log.read()[-3000:]}")
 
     def call(self):
+        """Wall and CPU milliseconds of one call."""
         self.proc.stdin.write("run\n")
         self.proc.stdin.flush()
-        return self._reply()["ms"]
+        reply = self._reply()
+        return reply["ms"], reply.get("cpu_ms", float("nan"))
 
     def close(self):
         if self.proc.stdin:
@@ -376,10 +386,10 @@ class _Server:
 
 def interleaved(args):
     """Both sides alive at once, one call each in turn (ABBA order), ``gap_ms`` apart: machine
-    drift hits both sides within the same second, not one round each. Returns per-call times
-    and each side's peak memory."""
-    import time
+    drift hits both sides within the same second, not one round each. Returns per-call wall and
+    CPU times and each side's peak memory."""
     times = {"authors": [], "ours": []}
+    cpu = {"authors": [], "ours": []}
     with tempfile.TemporaryDirectory() as log_dir:
         servers = {}
         try:
@@ -388,14 +398,16 @@ def interleaved(args):
             for i in range(args.interleave):
                 for side in (("authors", "ours") if i % 2 == 0 else ("ours", "authors")):
                     time.sleep(args.gap_ms / 1e3)
-                    times[side].append(servers[side].call())
+                    wall, cpu_ms = servers[side].call()
+                    times[side].append(wall)
+                    cpu[side].append(cpu_ms)
                 if (i + 1) % 10 == 0 or i + 1 == args.interleave:
                     print(f"pair {i + 1}/{args.interleave}: authors {times['authors'][-1]:.1f} ms, "
                           f"ours {times['ours'][-1]:.1f} ms", flush=True)
         finally:
             for server in servers.values():
                 server.close()
-    return times, {side: server.peak_rss_mb for side, server in servers.items()}
+    return times, cpu, {side: server.peak_rss_mb for side, server in servers.items()}
 
 
 def _forward_args(args):
@@ -514,6 +526,10 @@ def _print_row(args, result, mode=""):
           f"{result['ours_ms']:.1f} | {result['ratio']:.2f} | {args.threads} | b{args.batch}{per_image} |")
     print(f"best calls: authors {result['authors_best_ms']:.1f} ms, ours {result['ours_best_ms']:.1f} ms, "
           f"ratio {result['best_ratio']:.2f}")
+    cpu = result.get("cpu_ms") or {}
+    if cpu.get("authors") and cpu.get("ours"):
+        print(f"CPU time per call (all threads): authors {cpu['authors']:.1f} ms, ours {cpu['ours']:.1f} ms, "
+              f"ratio {cpu['ours'] / cpu['authors']:.2f}")
     memory = result.get("peak_rss_mb") or {}
     if memory.get("authors") and memory.get("ours"):
         print(f"peak resident memory: authors {memory['authors']:.0f} MB, ours {memory['ours']:.0f} MB")
@@ -522,27 +538,31 @@ def _print_row(args, result, mode=""):
 def _one_run(args):
     """One measurement (rounds or interleaved): the figures of both sides and their ratios."""
     if args.interleave:
-        times, memory = interleaved(args)
+        times, cpu, memory = interleaved(args)
         # each pair ran within about a second, so its ratio carries little of the machine's drift
         pair_ratio = _median([o / a for o, a in zip(times["ours"], times["authors"])])
         print(f"interleaved, {args.interleave} calls per side: median of per-pair ratios {pair_ratio:.2f}")
         return _summary(_median(times["authors"]), _median(times["ours"]), min(times["authors"]),
-                        min(times["ours"]), pair_ratio=pair_ratio, calls=times, peak_rss_mb=memory)
+                        min(times["ours"]), pair_ratio=pair_ratio, calls=times, peak_rss_mb=memory,
+                        cpu_ms={side: _median(values) for side, values in cpu.items()})
     results = {"authors": [], "ours": []}
     best = {"authors": [], "ours": []}
+    cpu = {"authors": [], "ours": []}
     memory = {"authors": 0.0, "ours": 0.0}
     for r in range(args.rounds):
         for side, python in (("authors", args.authors_python), ("ours", sys.executable)):
             res = _run_child(python, side, args)
             results[side].append(res["median_ms"])
             best[side].append(res["min_ms"])
+            cpu[side].append(res.get("cpu_ms", float("nan")))
             memory[side] = max(memory[side], res.get("peak_rss_mb", 0.0))
-        print(f"round {r + 1}/{args.rounds}: authors {results['authors'][-1]:.1f} ms, "
-              f"ours {results['ours'][-1]:.1f} ms", flush=True)
+        print(f"round {r + 1}/{args.rounds}: authors {results['authors'][-1]:.1f} ms (CPU {cpu['authors'][-1]:.1f}), "
+              f"ours {results['ours'][-1]:.1f} ms (CPU {cpu['ours'][-1]:.1f})", flush=True)
     # Best case: each side's fastest call over all rounds. Interference from other virtual
     # machines only adds time, so on a shared host this ratio drifts less than the medians'.
     return _summary(_median(results["authors"]), _median(results["ours"]), min(best["authors"]),
-                    min(best["ours"]), rounds=results, peak_rss_mb=memory)
+                    min(best["ours"]), rounds=results, peak_rss_mb=memory,
+                    cpu_ms={side: _median(values) for side, values in cpu.items()})
 
 
 def main(argv=None):
@@ -571,7 +591,9 @@ def main(argv=None):
         result = _summary(_median([r["authors_ms"] for r in runs]), _median([r["ours_ms"] for r in runs]),
                           min(r["authors_best_ms"] for r in runs), min(r["ours_best_ms"] for r in runs),
                           peak_rss_mb={side: max(r["peak_rss_mb"][side] or 0.0 for r in runs)
-                                       for side in ("authors", "ours")})
+                                       for side in ("authors", "ours")},
+                          cpu_ms={side: _median([r.get("cpu_ms", {}).get(side, float("nan")) for r in runs])
+                                  for side in ("authors", "ours")})
         result["ratio"] = _median(ratios)  # the goal is judged on the median run, not a ratio of medians of medians
         print(f"{args.runs} runs, ratios of medians: {', '.join(f'{r:.2f}' for r in ratios)}; "
               f"median {result['ratio']:.2f}")

@@ -52,6 +52,7 @@ def test_vs_authors_interleaved_keeps_both_processes_and_pairs_single_calls(tmp_
     assert result["ratio"] == pytest.approx(sorted(calls["ours"])[1] / sorted(calls["authors"])[1])
     assert "interleaved, 3 calls per side: median of per-pair ratios" in capsys.readouterr().out
     assert result["peak_rss_mb"]["ours"] > 0 and result["peak_rss_mb"]["authors"] > 0
+    assert result["cpu_ms"]["ours"] > 0 and result["cpu_ms"]["authors"] > 0
 
 
 def test_vs_authors_fails_when_the_goal_is_missed(capsys):
@@ -145,6 +146,7 @@ def test_vs_authors_training_step_mode_times_both_sides_and_their_memory(tmp_pat
     assert result["peak_rss_mb"]["ours"] > 100 and result["peak_rss_mb"]["authors"] > 100
     out = capsys.readouterr().out
     assert "dygraph training step (AdamW)" in out and "ms/img)" in out and "peak resident memory" in out
+    assert result["cpu_ms"]["ours"] > 0 and "CPU time per call (all threads)" in out
     saved = json.loads((tmp_path / "train.json").read_text())
     assert saved["ratio"] == pytest.approx(result["ratio"]) and len(saved["runs"]) == 1
 
