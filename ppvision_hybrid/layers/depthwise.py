@@ -2,8 +2,8 @@
 
 :func:`depthwise_conv2d` is ``F.conv2d(x, weight, bias, stride, padding, groups=C)``. In eager
 mode on the CPU, for float32 NCHW inputs with dilation 1, it runs the vectorised kernel of
-:mod:`ppvision_hybrid.layers.fast_ops` (forward and backward; 10-15x faster than Paddle 3.3.1's
-own kernel here, docs/benchmarks.md "Session 9"). Everywhere else -- ``paddle.jit.to_static``
+:mod:`ppvision_hybrid.layers.fast_ops` (forward and backward; docs/benchmarks.md "Session 9").
+Everywhere else -- ``paddle.jit.to_static``
 and exported graphs, GPU tensors, other dtypes, automatic mixed precision, or no compiler -- it
 is the standard ``F.conv2d``, so saved models contain only standard ops.
 

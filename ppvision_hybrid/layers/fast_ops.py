@@ -1,15 +1,16 @@
 """Vectorised CPU kernels for the ops Paddle's eager mode runs slowly, built on first use.
 
-Paddle 3.3.1's CPU kernels for depthwise convolutions are 10-20x slower than PyTorch's on the
-same cores, forward and backward (docs/benchmarks.md, "Session 9"), and TransXNet, MixFormer
-and DualFormer lean on them. ``csrc/`` holds our own C++ kernels for those ops, registered as
-Paddle custom operators (``paddle.utils.cpp_extension``). This module builds them once with the
+Paddle 3.3.1's eager CPU kernels for depthwise convolutions and GELU, and a bicubic resize
+built from gathers, are many times slower than what the same cores can do (docs/benchmarks.md,
+"Session 9"), and the models lean on them. ``csrc/`` holds our own C++ kernels for those ops
+(forward and backward), registered as Paddle custom operators (``paddle.utils.cpp_extension``). This module builds them once with the
 system C++ compiler -- no network -- into ``$PPVISION_HYBRID_HOME/ops/<key>`` (default
 ``~/.cache/ppvision_hybrid/ops``), keyed by the source hash, the Paddle version and the CPU's
 instruction sets, and loads the cached library in every later process.
 
 Only eager CPU float32 calls use them, through one dispatch point per op in ``layers/``
-(:func:`ppvision_hybrid.layers.depthwise_conv2d`); saved graphs (``paddle.jit.to_static``),
+(:func:`~ppvision_hybrid.layers.depthwise_conv2d`, :func:`~ppvision_hybrid.layers.gelu`,
+:func:`~ppvision_hybrid.layers.bicubic_resize`); saved graphs (``paddle.jit.to_static``),
 GPU tensors and other dtypes keep Paddle's standard ops, so every consumer of an exported model
 still runs it. Without a compiler, or when the build fails, one line says so and the standard
 ops run. ``PPVH_FAST_OPS=0`` turns the kernels off; :func:`build_fast_ops` builds them ahead of
@@ -59,8 +60,8 @@ def _cpu_flags():
 def _ld_flags():
     """Link the kernels' OpenMP calls to the Intel OpenMP runtime that Paddle's MKL and oneDNN
     use (it serves GCC's ``GOMP_*`` calls), so both share one thread pool: with a second pool
-    (GNU OpenMP) the idle threads of one spin on the cores the other needs (measured: a
-    2-thread training step no faster than with Paddle's own kernels). GNU OpenMP otherwise."""
+    (GNU OpenMP) the idle threads of one spin on the cores the other needs. GNU OpenMP where
+    Paddle ships no libiomp5."""
     libs = os.path.join(os.path.dirname(paddle.__file__), "libs")
     if os.path.exists(os.path.join(libs, "libiomp5.so")):
         return [f"-L{libs}", "-liomp5", f"-Wl,-rpath,{libs}"]

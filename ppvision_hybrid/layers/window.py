@@ -6,8 +6,7 @@ every input size.
 
 Eager CPU calls partition and reverse with one ``paddle.gather`` of ``ws * C``-float rows
 instead of the 6-D transpose (the same values, copied): Paddle 3.3.1's CPU transpose of a 6-D
-tensor took 57 ms for an 8x8x7x8x7x96 partition against 1.1 ms for the gather (forward and
-backward 63 against 10 ms; docs/benchmarks.md, "Session 9"). Saved graphs keep the transpose.
+tensor is far slower (docs/benchmarks.md, "Session 9"). Saved graphs keep the transpose.
 """
 import numpy as np
 import paddle

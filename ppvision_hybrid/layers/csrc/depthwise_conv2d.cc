@@ -1,6 +1,6 @@
 // Depthwise 2-D convolution (one filter per channel, NCHW, float32) for Paddle's CPU eager mode:
-// forward, input gradient, weight and bias gradients. Paddle 3.3.1 runs a depthwise conv through
-// a slow generic path (docs/benchmarks.md, "Session 9"). Here each (image, channel) plane is
+// forward, input gradient, weight and bias gradients. Paddle 3.3.1's own CPU kernel for it is
+// slow (docs/benchmarks.md, "Session 9"). Here each (image, channel) plane is
 // copied once into a zero-bordered buffer and the filter slides over it with 16-wide vectors:
 // the "same" stride-1 convs the models use (3x3, 5x5, 7x7, ...) keep four output rows in
 // registers, so every loaded input vector feeds up to four multiply-adds. Other geometries

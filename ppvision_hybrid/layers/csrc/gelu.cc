@@ -1,6 +1,5 @@
 // GELU (Hendrycks & Gimpel 2016), exact form x * Phi(x), float32 on the CPU, forward and
-// backward, vectorised (Paddle 3.3.1's eager kernel evaluates erf one element at a time) and
-// spread over OpenMP threads in chunks. Same function as F.gelu(x, approximate=False) to a few
+// backward, vectorised and spread over OpenMP threads in chunks. Same function as F.gelu(x, approximate=False) to a few
 // float32 ulp (vector_math.h).
 #include <algorithm>
 #include <vector>
