@@ -240,7 +240,8 @@ def markdown_table(rows, backends, batch):
 
 
 def load_authors_results(paths):
-    """``{(model, batch): result}`` from ``benchmarks/vs_authors.py --json`` files (inference only)."""
+    """``{model: [result, ...]}`` from ``benchmarks/vs_authors.py --json`` files (inference only;
+    several anchors per model, e.g. eager, jit.trace and ONNX Runtime, at batch 1 and 8)."""
     import json
     results = {}
     for path in paths:
@@ -248,30 +249,31 @@ def load_authors_results(paths):
             result = json.load(f)
         if result.get("mode", "infer") != "infer":
             raise SystemExit(f"{path}: a {result.get('mode')} result; --authors_json takes inference results")
-        results[(result["model"], int(result["batch"]))] = result
+        results.setdefault(result["model"], []).append(result)
     return results
 
 
 def authors_table(rows, backends, batch, authors):
-    """Per model with an authors' figure: every backend's ms per image beside it, with the ratio."""
+    """Per model with authors' figures at batch 1 or ``batch``: every backend's ms per image beside
+    each of them, with the ratio."""
     lines = []
     for row in rows:
-        figures = [(b, authors.get((row["model"], b))) for b in sorted({1, batch})]
-        figures = [(b, a) for b, a in figures if a is not None]
+        figures = [a for a in authors.get(row["model"], []) if int(a["batch"]) in (1, batch)]
         if not figures:
             continue
-        header = ["backend"] + [f"b{b} ms/img (authors' {a['authors']}: {a['authors_ms'] / b:.1f}, "
-                                f"{a['threads']} threads)" for b, a in figures] + [f"ratio b{b}" for b, _ in figures]
+        header = ["backend"] + [f"b{a['batch']} ms/img" for a in figures] + [
+            f"ratio to {a['authors']}, b{a['batch']}, {a['threads']} threads: {a['authors_ms'] / a['batch']:.1f} ms/img"
+            for a in figures]
         lines += ["", f"{row['model']} against the authors' code (same machine):", "",
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for backend in backends:
             latency, throughput = row[backend]
             mine = {1: latency, batch: 1e3 / throughput if throughput else None}
             cells, ratios = [backend], []
-            for b, a in figures:
-                ms = mine.get(b)
+            for a in figures:
+                ms = mine.get(int(a["batch"]))
                 cells.append(f"{ms:.1f}" if ms is not None else "n/a")
-                ratios.append(f"{ms / (a['authors_ms'] / b):.2f}" if ms is not None else "n/a")
+                ratios.append(f"{ms / (a['authors_ms'] / a['batch']):.2f}" if ms is not None else "n/a")
             lines.append("| " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
