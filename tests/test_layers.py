@@ -51,3 +51,34 @@ def test_adaptive_avg_pool_as_matrices_traces_with_dynamic_sizes(append_mean):
         np.testing.assert_allclose(got[:, :, :7, :7], pooled, rtol=0, atol=1e-5)
         if append_mean:
             np.testing.assert_allclose(got[:, :, 7, 7], mean, rtol=0, atol=1e-5)
+
+
+class _WindowRoundTrip(paddle.nn.Layer):
+    def __init__(self, ws, h, w):
+        super().__init__()
+        self.ws, self.h, self.w = ws, h, w
+
+    def forward(self, x):
+        from ppvision_hybrid.layers import window_partition, window_reverse
+        return window_reverse(window_partition(x, self.ws), self.ws, self.h, self.w)
+
+
+@pytest.mark.parametrize("shape, ws", [((2, 14, 21, 5), 7), ((1, 8, 8, 3), 4), ((3, 6, 12, 2), 6), ((1, 7, 7, 4), 7)])
+def test_window_partition_by_gather_equals_the_transpose_form(shape, ws):
+    """Eager CPU partition/reverse gather rows instead of the 6-D transpose: the same values and
+    gradients (a copy either way); saved graphs keep the transpose."""
+    from ppvision_hybrid.layers import window_partition, window_reverse
+    x = paddle.to_tensor(np.random.RandomState(0).standard_normal(shape).astype("float32"), stop_gradient=False)
+    b, h, w, c = shape
+    reference = x.reshape([b, h // ws, ws, w // ws, ws, c]).transpose([0, 1, 3, 2, 4, 5]).reshape([-1, ws * ws, c])
+    windows = window_partition(x, ws)
+    np.testing.assert_array_equal(windows.numpy(), reference.numpy())
+    np.testing.assert_array_equal(window_reverse(windows, ws, h, w).numpy(), x.numpy())
+    upstream = paddle.randn(reference.shape)
+    (expected,), (got,) = paddle.grad(reference, [x], upstream), paddle.grad(window_partition(x, ws), [x], upstream)
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    static = paddle.jit.to_static(_WindowRoundTrip(ws, h, w), input_spec=[InputSpec([None, h, w, c], "float32")],
+                                  full_graph=True)
+    ops = {op.name() for op in static.forward.concrete_program.main_program.global_block().ops}
+    assert "pd_op.transpose" in ops and "pd_op.gather" not in ops, ops
+    np.testing.assert_array_equal(static(x).numpy(), x.numpy())

@@ -1,18 +1,26 @@
-"""Latency and throughput of every backend for registered models; writes docs/benchmarks.md.
+"""Latency and throughput of every backend for registered models, beside the authors' figures.
 
     python tools/benchmark.py                                # smallest variant of each family
     python tools/benchmark.py --models TransXNet_T FocalTransformer_T --batch 8 --threads 2
     python tools/benchmark.py --all --backends paddle_onednn,onnxruntime
     python tools/benchmark.py --gpu --trt                    # adds GPU / TensorRT columns
+    python tools/benchmark.py --models TransXNet_T --authors_json b1.json b8.json   # vs the authors
+    python tools/benchmark.py --write                        # also rewrite the table in docs/benchmarks.md
 
 Backends: ``dygraph`` (eager Paddle), ``paddle_onednn`` / ``paddle_native`` (Paddle Inference
 on CPU with oneDNN on / off), ``onnxruntime`` (CPU), and with ``--gpu`` ``dygraph_gpu`` and
 ``paddle_gpu`` plus, with ``--trt``, ``paddle_trt_fp32`` / ``paddle_trt_fp16``; ``dygraph`` stays on
 the CPU on a CUDA build too. A ``--gpu`` run writes its own block of docs/benchmarks.md, so CPU
 and GPU tables (usually from different machines) are regenerated independently. For each: median latency at batch 1
-(ms) and throughput at ``--batch`` (images/s), after warm-up. Every backend's output is first
-compared with dygraph; a backend that fails or differs by more than 1e-3 shows "n/a". Each model is exported once
-(dynamic batch, fixed ``--image_size``) into a temporary folder.
+(ms) and throughput at ``--batch`` (images/s and ms per image), each after ``--warmup`` untimed
+calls. Every backend's output is first compared with dygraph; a backend that fails or differs by
+more than 1e-3 shows "n/a". Each model is exported once (dynamic batch, fixed ``--image_size``)
+into a temporary folder. The table is printed; ``--write`` also puts it into ``--output``
+(docs/benchmarks.md by default, between its generated-block markers), never without it.
+
+``--authors_json`` takes result files of ``benchmarks/vs_authors.py --json`` (the authors' code
+timed on the same machine; batch 1 and/or ``--batch``) and adds, per model, every backend's
+figure beside the authors' one with the ratio.
 
 Environment set before Paddle loads unless already set (stated in the output):
 ``MKL_DEBUG_CPU_TYPE=5`` (MKL's AVX2 path on AMD CPUs; it otherwise takes a slow generic path),
@@ -49,11 +57,13 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=8, help="batch size of the throughput runs")
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before each batch size's timing")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs at batch 1")
     parser.add_argument("--repeats_batch", type=int, default=3, help="timed runs at --batch")
     parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
-    parser.add_argument("--no_write", action="store_true", help="print the table only")
+    parser.add_argument("--write", action="store_true", help="write the table into --output (default: print only)")
+    parser.add_argument("--authors_json", nargs="*", default=[], metavar="FILE",
+                        help="benchmarks/vs_authors.py --json results to put beside every backend")
     parser.add_argument("--free_intermediates", action="store_true",
                         help="Paddle Inference frees intermediate tensors after their last use (Paddle's default); "
                              "by default they stay allocated between calls, as deploy/configs/inference_cls.yaml ships")
@@ -205,25 +215,66 @@ def benchmark_model(name, backends, args, log=print):
                     row[backend] = (None, None)
                     continue
                 latency = _median_ms(lambda: run(x1), args.warmup, args.repeats)
-                batch_ms = _median_ms(lambda: run(xb), 1, args.repeats_batch)
+                batch_ms = _median_ms(lambda: run(xb), args.warmup, args.repeats_batch)
             except Exception as err:  # e.g. oneDNN kernels failing on this graph
                 log(f"  {name} {backend}: failed at run time ({str(err).splitlines()[0][:160]})")
                 row[backend] = (None, None)
                 continue
             row[backend] = (latency, args.batch * 1e3 / batch_ms)
-            log(f"  {name} {backend}: batch 1 {latency:.1f} ms, batch {args.batch} {row[backend][1]:.2f} img/s")
+            log(f"  {name} {backend}: batch 1 {latency:.1f} ms, batch {args.batch} {row[backend][1]:.2f} img/s "
+                f"({batch_ms / args.batch:.1f} ms/img)")
             del run
     return row
 
 
 def markdown_table(rows, backends, batch):
-    header = ["model", "params (M)"] + [f"{b} b1 ms" for b in backends] + [f"{b} b{batch} img/s" for b in backends]
+    header = (["model", "params (M)"] + [f"{b} b1 ms" for b in backends]
+              + [f"{b} b{batch} img/s (ms/img)" for b in backends])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["model"], f"{row['params_m']:.1f}"]
         cells += [f"{row[b][0]:.1f}" if row[b][0] is not None else "n/a" for b in backends]
-        cells += [f"{row[b][1]:.2f}" if row[b][1] is not None else "n/a" for b in backends]
+        cells += [f"{row[b][1]:.2f} ({1e3 / row[b][1]:.1f})" if row[b][1] is not None else "n/a" for b in backends]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def load_authors_results(paths):
+    """``{model: [result, ...]}`` from ``benchmarks/vs_authors.py --json`` files (inference only;
+    several anchors per model, e.g. eager, jit.trace and ONNX Runtime, at batch 1 and 8)."""
+    import json
+    results = {}
+    for path in paths:
+        with open(path) as f:
+            result = json.load(f)
+        if result.get("mode", "infer") != "infer":
+            raise SystemExit(f"{path}: a {result.get('mode')} result; --authors_json takes inference results")
+        results.setdefault(result["model"], []).append(result)
+    return results
+
+
+def authors_table(rows, backends, batch, authors):
+    """Per model with authors' figures at batch 1 or ``batch``: every backend's ms per image beside
+    each of them, with the ratio."""
+    lines = []
+    for row in rows:
+        figures = [a for a in authors.get(row["model"], []) if int(a["batch"]) in (1, batch)]
+        if not figures:
+            continue
+        header = ["backend"] + [f"b{a['batch']} ms/img" for a in figures] + [
+            f"ratio to {a['authors']}, b{a['batch']}, {a['threads']} threads: {a['authors_ms'] / a['batch']:.1f} ms/img"
+            for a in figures]
+        lines += ["", f"{row['model']} against the authors' code (same machine):", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for backend in backends:
+            latency, throughput = row[backend]
+            mine = {1: latency, batch: 1e3 / throughput if throughput else None}
+            cells, ratios = [backend], []
+            for a in figures:
+                ms = mine.get(int(a["batch"]))
+                cells.append(f"{ms:.1f}" if ms is not None else "n/a")
+                ratios.append(f"{ms / (a['authors_ms'] / a['batch']):.2f}" if ms is not None else "n/a")
+            lines.append("| " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
 
@@ -265,14 +316,19 @@ def main(argv=None):
                     + ("freed after their last use (Paddle's default)" if args.free_intermediates
                        else "kept allocated between calls (keep_intermediates, as inference_cls.yaml ships)"))
     print(description)
+    authors = load_authors_results(args.authors_json)
     rows = [benchmark_model(name, backends, args) for name in names]
     table = markdown_table(rows, backends, args.batch)
+    against = authors_table(rows, backends, args.batch, authors)
+    if against:
+        table += "\n" + against
     block = (f"Generated by `python tools/benchmark.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
              f" ({args.image_size}x{args.image_size}, fp32, {args.threads} threads; median of "
-             f"{args.repeats} runs at batch 1 and {args.repeats_batch} at batch {args.batch}).\n\n"
+             f"{args.repeats} runs at batch 1 and {args.repeats_batch} at batch {args.batch}, each after "
+             f"{args.warmup} warm-up runs).\n\n"
              f"{description}\n\n{table}")
     print(table)
-    if not args.no_write:
+    if args.write:
         write_report(args.output, block, (GPU_BEGIN, GPU_END) if args.gpu else (BEGIN, END))
         print(f"written to {args.output}")
     return 0

@@ -8,7 +8,9 @@ from .mlp import Mlp
 from .channels_last import batch_norm_channels_last
 from .reparam import (re_parameterize_layers, Scale, batch_norm_affine, conv2d_with, fuse_conv_bn,
                       fold_into_conv1x1, affine_as_depthwise_conv, embed_kernel)
-from .resample import adaptive_pool_matrix, adaptive_avg_pool2d_matmul, floor_with_fraction
+from .resample import adaptive_pool_matrix, adaptive_avg_pool2d_matmul, floor_with_fraction, bicubic_resize
+from .depthwise import DepthwiseConv2D, depthwise_conv2d
+from .activation import GELU, gelu
 
 __all__ = [
     "DropPath", "drop_path", "trunc_normal_", "zeros_", "ones_", "constant_",
@@ -17,4 +19,5 @@ __all__ = [
     "batch_norm_channels_last", "adaptive_pool_matrix",
     "adaptive_avg_pool2d_matmul", "floor_with_fraction", "re_parameterize_layers", "Scale", "batch_norm_affine",
     "conv2d_with", "fuse_conv_bn", "fold_into_conv1x1", "affine_as_depthwise_conv", "embed_kernel",
+    "DepthwiseConv2D", "depthwise_conv2d", "GELU", "gelu", "bicubic_resize",
 ]

@@ -3,7 +3,12 @@
 All shape arithmetic uses ``x.shape`` entries, which are Python ints in dygraph and symbolic
 values under ``to_static`` (dynamic batch, height and width), so one exported graph serves
 every input size.
+
+Eager CPU calls partition and reverse with one ``paddle.gather`` of ``ws * C``-float rows
+instead of the 6-D transpose (the same values, copied): Paddle 3.3.1's CPU transpose of a 6-D
+tensor is far slower (docs/benchmarks.md, "Session 9"). Saved graphs keep the transpose.
 """
+import numpy as np
 import paddle
 import paddle.nn.functional as F
 
@@ -58,6 +63,25 @@ def pad_nhwc(x, pad_left=0, pad_right=0, pad_top=0, pad_bottom=0):
     return paddle.concat(parts, axis=1) if len(parts) > 1 else x
 
 
+_ROW_ORDERS = {}
+
+
+def _row_order(windows_h, window_size, windows_w, inverse):
+    """For a map viewed as rows of ``window_size * C`` floats (row ``y * windows_w + j`` is row
+    ``y`` of window column ``j``): the rows in window order (``inverse``: back to map order)."""
+    key = (windows_h, window_size, windows_w, inverse)
+    if key not in _ROW_ORDERS:
+        order = np.arange(windows_h * window_size * windows_w).reshape(windows_h, window_size, windows_w)
+        order = order.transpose(0, 2, 1).reshape(-1)
+        _ROW_ORDERS[key] = paddle.to_tensor(np.argsort(order) if inverse else order, dtype="int64",
+                                            place=paddle.CPUPlace())
+    return _ROW_ORDERS[key]
+
+
+def _gather_rows(x):
+    return paddle.in_dynamic_mode() and x.place.is_cpu_place()
+
+
 def window_partition(x, window_size: int):
     """[B, H, W, C] (H, W multiples of window) -> [B * nW, window_size * window_size, C].
 
@@ -66,6 +90,10 @@ def window_partition(x, window_size: int):
     before it and keeps the transpose's output shape in the graph, so the op after it (a Linear)
     fails to build with a dynamic batch (docs/deploy.md)."""
     B, H, W, C = x.shape
+    if _gather_rows(x):
+        rows = x.reshape([B, H * (W // window_size), window_size * C])
+        rows = paddle.gather(rows, _row_order(H // window_size, window_size, W // window_size, False), axis=1)
+        return rows.reshape([-1, window_size * window_size, C])
     x = x.reshape([B, H // window_size, window_size, W // window_size, window_size, C])
     return x.transpose([0, 1, 3, 2, 4, 5]).flatten(3, 4).flatten(0, 2)
 
@@ -73,5 +101,9 @@ def window_partition(x, window_size: int):
 def window_reverse(windows, window_size: int, H: int, W: int):
     """Inverse of :func:`window_partition`: [B * nW, ws*ws, C] -> [B, H, W, C]."""
     C = windows.shape[-1]
+    if _gather_rows(windows):
+        rows = windows.reshape([-1, H * (W // window_size), window_size * C])
+        rows = paddle.gather(rows, _row_order(H // window_size, window_size, W // window_size, True), axis=1)
+        return rows.reshape([-1, H, W, C])
     x = windows.reshape([-1, H // window_size, W // window_size, window_size, window_size, C])
     return x.transpose([0, 1, 3, 2, 4, 5]).flatten(3, 4).flatten(1, 2)

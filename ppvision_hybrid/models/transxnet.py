@@ -48,7 +48,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..layers import (DropPath, ConvBN, ConvBNAct, Scale, adaptive_avg_pool2d_matmul, affine_as_depthwise_conv,
-                      batch_norm_affine, conv2d_with, embed_kernel, floor_with_fraction, fold_into_conv1x1,
+                      batch_norm_affine, bicubic_resize, conv2d_with, embed_kernel, fold_into_conv1x1,
                       trunc_normal_, zeros_, ones_)
 from ..registry import register_model, register_converter
 from .base import HybridBackbone, build_model
@@ -72,50 +72,11 @@ ARCH_SETTINGS = {
 SR_RATIOS = (8, 4, 2, 1)
 
 
-def _bicubic_weights(x):
-    """Cubic-convolution coefficients (Keys, A=-0.75) for taps at offsets -1, 0, 1, 2 of a
-    fractional position ``x`` in [0, 1) -- the kernel PyTorch and Paddle use for 'bicubic'."""
-    a = -0.75
-    x1 = x + 1.0
-    x2 = 1.0 - x
-    x3 = 2.0 - x
-    w0 = ((a * x1 - 5.0 * a) * x1 + 8.0 * a) * x1 - 4.0 * a
-    w1 = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    w2 = ((a + 2.0) * x2 - (a + 3.0)) * x2 * x2 + 1.0
-    w3 = ((a * x3 - 5.0 * a) * x3 + 8.0 * a) * x3 - 4.0 * a
-    return w0, w1, w2, w3
-
-
-def _resize_axis_bicubic(t, out_size, axis):
-    """Bicubic resampling of ``t`` along ``axis`` (align_corners=False, borders clamped).
-
-    Built from gathers and element-wise ops only (no ``interpolate`` op), so it runs with a
-    dynamic ``out_size`` under ``to_static`` and in Paddle Inference with oneDNN on."""
-    in_size = t.shape[axis]  # a parameter's static size
-    if isinstance(out_size, int):
-        scale = float(np.float32(in_size) / np.float32(out_size))  # float32, as PyTorch computes it
-    else:  # a traced (dynamic) size
-        scale = float(in_size) / paddle.cast(out_size, "float32")
-    dst = paddle.arange(out_size, dtype="float32")
-    src = (dst + 0.5) * scale - 0.5
-    base, frac = floor_with_fraction(src)
-    weights = _bicubic_weights(frac)
-    out = None
-    shape = [1] * t.ndim
-    shape[axis] = -1
-    for offset, w in zip((-1, 0, 1, 2), weights):
-        idx = paddle.clip(base + offset, 0, in_size - 1)
-        term = paddle.index_select(t, idx, axis=axis) * w.reshape(shape)
-        out = term if out is None else out + term
-    return out
-
-
 def resize_relative_position(pos, num_queries, num_keys):
     """Resize a ``[1, heads, N, Nk]`` relative position term to ``[1, heads, num_queries,
     num_keys]`` exactly like ``F.interpolate(pos, (num_queries, num_keys), mode='bicubic',
     align_corners=False)`` in the authors' code (a resize of the flattened token plane)."""
-    pos = _resize_axis_bicubic(pos, num_queries, axis=2)
-    return _resize_axis_bicubic(pos, num_keys, axis=3)
+    return bicubic_resize(pos, num_queries, num_keys)
 
 
 class LayerScale(nn.Layer):

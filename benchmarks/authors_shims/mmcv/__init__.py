@@ -1,0 +1,1 @@
+"""Stand-in for the parts of mmcv the authors' TransXNet file imports (see ../README.md)."""
