@@ -8,7 +8,7 @@ from paddle.static import InputSpec
 
 from .io_atomic import atomic_directory, fault_point
 
-__all__ = ["deploy_copy", "export_inference_model", "inference_model_files"]
+__all__ = ["ExportError", "deploy_copy", "export_inference_model", "inference_model_files"]
 
 
 class _WithSoftmax(nn.Layer):
@@ -55,10 +55,27 @@ def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_soft
     with atomic_directory(save_dir, replaces=lambda entry: entry.startswith(filename + ".")) as tmp:
         fault_point("export started")
         paddle.jit.save(static, os.path.join(tmp, filename))
+        _read_back(os.path.join(tmp, filename), save_dir)
         if infer_config is not None:
             from .inference_yml import write_inference_yml
             write_inference_yml(tmp, **infer_config)
     return os.path.join(save_dir, filename)
+
+
+class ExportError(RuntimeError):
+    """An export that could not be written completely; the previous export was kept."""
+
+
+def _read_back(prefix, save_dir):
+    """Load what ``paddle.jit.save`` wrote: it does not report a failed write (a full disk leaves
+    a truncated ``.pdiparams`` and no error), so a set is only swapped in once it loads."""
+    try:
+        paddle.jit.load(prefix)
+    except Exception as e:  # Paddle raises RuntimeError/ValueError/... for damaged files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"the export for {save_dir} was written incompletely and does not load "
+                          f"({first}); the disk may be full. Nothing was replaced: the previous "
+                          f"contents of {save_dir} are as they were") from e
 
 
 def inference_model_files(model_dir, filename="inference"):
