@@ -1,21 +1,12 @@
 """Convert an authors' checkpoint into a verified ppvision_hybrid ``.pdparams`` file.
 
     python tools/convert_weights.py --model TransXNet_T --src transx-t.pth.tar --dst TransXNet_T.pdparams
+    python tools/convert_weights.py --model MixFormer_B4 --src MixFormer_B4.pdparams --dst MixFormer_B4.pdparams
 
-* ``--src`` may be a PyTorch file (``.pth``/``.pth.tar``/``.pt``, zip or legacy format, read
-  without PyTorch by :mod:`ppvision_hybrid.pth`) or a Paddle ``.pdparams``.
-* Accepted layouts: a raw state dict, ``{'model': ...}`` or ``{'state_dict': ...}`` (``--key``
-  picks another entry, e.g. ``model_ema``); a ``module.`` prefix (DataParallel) is stripped.
-* The family's registered converter maps the official names (``ppvision_hybrid.convert_checkpoint``);
-  a ``.pdparams`` source already in our naming (e.g. MixFormer's PaddleClas weights) is only
-  validated and re-saved.
-* The result must load strictly into ``create_model(NAME)``: the class count is read from the
-  checkpoint's classifier, a checkpoint without a classifier is a dense-mode (``features_only``)
-  backbone. Unmapped keys and shape mismatches are errors naming the keys.
-* A JSON record (``<dst>.json``: model, sha256 of input and output, key counts, class count) is
-  printed and written next to ``dst``.
-* ``dst`` is replaced atomically, so ``--src X --dst X`` converts in place and an interrupted run
-  leaves the old file as it was. The work is :mod:`ppvision_hybrid.convert`.
+What is accepted, how it is checked and how ``--dst`` is written (atomically: ``--src X --dst X``
+is safe) is :mod:`ppvision_hybrid.convert`; this tool is its command line. A JSON record
+(``<dst>.json``: model, sha256 of input and output, key counts, class count) is printed and
+written next to ``dst``.
 
 Exit status 0 on success, 1 with a one-paragraph message otherwise.
 """
