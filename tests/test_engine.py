@@ -448,6 +448,10 @@ def test_a_used_output_dir_needs_resume_or_overwrite(tiny_imagenet, tmp_path):
     with pytest.raises(ConfigError, match=r"(?s)already holds checkpoints of an earlier run \(epoch_1, epoch_2, "
                                           r"latest\).*Global.checkpoints=.*latest.*Global.overwrite=True"):
         _engine(tiny_imagenet, tmp_path, epochs=1)
+    with pytest.raises(ConfigError, match="pretrained_model=.*latest is one of the checkpoints that "
+                                          "Global.overwrite=True would remove"):
+        _engine(tiny_imagenet, tmp_path, extra=["Global.overwrite=True",
+                                                f"Global.pretrained_model={ckpt / 'latest'}"])
     engine = _engine(tiny_imagenet, tmp_path, epochs=1, extra=["Global.overwrite=True"])
     assert not (ckpt / "epoch_2.pdparams").exists()  # nothing of the old run is left to mix in
     engine.train()

@@ -281,6 +281,12 @@ class Engine:
         removed = sorted(f for f in os.listdir(self.output_dir)
                          if f.endswith(SUFFIXES + (".pdstates",))
                          and (f.split(".")[0] in names or f.startswith("epoch_")))
+        start = str(g.get("pretrained_model") or "")
+        start = start if start.endswith(".pdparams") else start + ".pdparams"
+        if any(os.path.realpath(os.path.join(self.output_dir, f)) == os.path.realpath(start) for f in removed):
+            raise ConfigError(f"Global.pretrained_model={g['pretrained_model']} is one of the checkpoints "
+                              f"that Global.overwrite=True would remove: copy it out of "
+                              f"{self.output_dir} first, or train into another Global.output_dir")
         if self.rank == 0:
             for f in removed:
                 os.remove(os.path.join(self.output_dir, f))
