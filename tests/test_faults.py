@@ -134,6 +134,22 @@ def test_atomic_directory_keeps_other_files_and_undoes_a_half_done_swap(tmp_path
     assert _tree(target) == before and _temporaries(tmp_path) == []
 
 
+def test_atomic_directory_into_the_working_directory_replaces_file_by_file(tmp_path, monkeypatch):
+    """The working directory cannot be swapped away from under the process: each file of the
+    set is replaced atomically instead, and the folder stays the same folder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "inference.json").write_text("old")
+    (work / "keep.txt").write_text("keep")
+    monkeypatch.chdir(work)
+    inode = os.stat(work).st_ino
+    with io_atomic.atomic_directory(".") as tmp:
+        open(os.path.join(tmp, "inference.json"), "w").write("new")
+    assert os.stat(work).st_ino == inode and os.getcwd() == str(work)
+    assert (work / "inference.json").read_text() == "new" and (work / "keep.txt").read_text() == "keep"
+    assert _temporaries(tmp_path) == []
+
+
 # ---- ENOSPC: export, conversion, checkpoints ------------------------------------------------------
 def test_enospc_during_export_keeps_the_old_export(tmp_path, monkeypatch):
     """Paddle's writer does not report a full disk (it leaves a truncated .pdiparams and returns):
