@@ -5,8 +5,8 @@ bit-identical to an uninterrupted one.
 
 ENOSPC comes two ways: injected writer failures (a write that stops half-way with
 ``OSError(ENOSPC)``, or Paddle's C++ writer that truncates silently as it does on a full disk)
-always; and a real 8-20 MB tmpfs in a user+mount namespace (``unshare -rm``) where the machine
-allows one. kill -9 lands at seeded points: ``PPVH_FAULT_KILL_AT=N[:MS]`` makes the child SIGKILL
+always; and real kernel write failures: a full 64 MB tmpfs in a user+mount namespace
+(``unshare -rm``) where the machine allows one, a file-size limit (RLIMIT_FSIZE) otherwise. kill -9 lands at seeded points: ``PPVH_FAULT_KILL_AT=N[:MS]`` makes the child SIGKILL
 itself at the N-th write step of :mod:`ppvision_hybrid.io_atomic` (or MS milliseconds after it,
 inside the write that follows). CI runs 3 kill points of each kind; ``PPVH_FULL_TESTS=1`` runs
 10 + 10.
@@ -229,12 +229,11 @@ def _unshare_available():
         return False
 
 
-def test_real_full_tmpfs_for_export_conversion_and_checkpoint(tmp_path):
-    """A real ENOSPC: the three writers on a tmpfs that holds the first version but not a second
-    one beside it. Where user namespaces are not allowed the injected tests above stand alone."""
-    if not _unshare_available():
-        assert not sys.platform.startswith("linux") or os.path.exists("/proc/self/ns/user")
-        return
+def test_real_full_disk_for_export_conversion_and_checkpoint(tmp_path):
+    """Real write failures from the kernel: the three writers on a tmpfs that holds the first
+    version but not a second one beside it (ENOSPC). Where user namespaces cannot mount one, a
+    file-size limit (RLIMIT_FSIZE, EFBIG) makes the same writes fail half-way instead."""
+    mode = "tmpfs" if _unshare_available() else "fsize"
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     script = tmp_path / "full_disk.py"
@@ -248,7 +247,14 @@ def test_real_full_tmpfs_for_export_conversion_and_checkpoint(tmp_path):
         from ppvision_hybrid.engine.checkpoint import save_checkpoint, load_resume_states
         mnt = {str(mnt)!r}
 
-        def fill(leave):  # leave `leave` bytes free
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+        unlimited = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+        def fill(leave):  # leave room for `leave` bytes
+            if sys.argv[1] == "fsize":
+                resource.setrlimit(resource.RLIMIT_FSIZE, (leave, unlimited[1]))
+                return
             st = os.statvfs(mnt)
             open(mnt + "/filler", "wb").write(b"0" * max(st.f_bavail * st.f_frsize - leave, 0))
 
@@ -262,8 +268,10 @@ def test_real_full_tmpfs_for_export_conversion_and_checkpoint(tmp_path):
                 print(what, "no error")
             except (ExportError, OSError) as e:
                 print(what, "refused:", type(e).__name__, errno.errorcode.get(getattr(e, "errno", None)))
+            resource.setrlimit(resource.RLIMIT_FSIZE, unlimited)
             print(what, "intact:", tree() == before, "temporaries:", _temporaries(mnt))
-            os.remove(mnt + "/filler")
+            if os.path.exists(mnt + "/filler"):
+                os.remove(mnt + "/filler")
 
         _export(_tiny_model(0), mnt + "/inference")
         fill(os.path.getsize(mnt + "/inference/inference.pdiparams") // 2)
@@ -277,12 +285,17 @@ def test_real_full_tmpfs_for_export_conversion_and_checkpoint(tmp_path):
         attempt("conversion", lambda: convert("MixFormer_B0", src, src, verbose=False))
     """))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64m none {mnt} && "
-                           f"{sys.executable} {script}"], env=env, capture_output=True, text=True, timeout=300)
+    if mode == "tmpfs":
+        command = ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64m none {mnt} && "
+                   f"{sys.executable} {script} tmpfs"]
+    else:
+        command = [sys.executable, str(script), "fsize"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr[-3000:]
+    code = "ENOSPC" if mode == "tmpfs" else "EFBIG"
     assert "export refused: ExportError" in out, out
-    assert "checkpoint refused: OSError ENOSPC" in out and "conversion refused: OSError ENOSPC" in out, out
+    assert f"checkpoint refused: OSError {code}" in out and f"conversion refused: OSError {code}" in out, out
     for what in ("export", "checkpoint", "conversion"):
         assert f"{what} intact: True temporaries: []" in out, out
 
