@@ -6,10 +6,10 @@ bit-identical to an uninterrupted one.
 ENOSPC comes two ways: injected writer failures (a write that stops half-way with
 ``OSError(ENOSPC)``, or Paddle's C++ writer that truncates silently as it does on a full disk)
 always; and real kernel write failures: a full 64 MB tmpfs in a user+mount namespace
-(``unshare -rm``) where the machine allows one, a file-size limit (RLIMIT_FSIZE) otherwise. kill -9 lands at seeded points: ``PPVH_FAULT_KILL_AT=N[:MS]`` makes the child SIGKILL
-itself at the N-th write step of :mod:`ppvision_hybrid.io_atomic` (or MS milliseconds after it,
-inside the write that follows). CI runs 3 kill points of each kind; ``PPVH_FULL_TESTS=1`` runs
-10 + 10.
+(``unshare -rm``) where the machine allows one, a file-size limit (RLIMIT_FSIZE) otherwise.
+kill -9 lands at seeded points: ``PPVH_FAULT_KILL_AT=N[:MS]`` makes the child SIGKILL itself at
+the N-th write step of :mod:`ppvision_hybrid.io_atomic` (or MS milliseconds after it, inside the
+write that follows). CI runs 3 kill points of each kind; ``PPVH_FULL_TESTS=1`` runs 10 + 10.
 """
 import errno
 import glob
