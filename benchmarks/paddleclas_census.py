@@ -79,7 +79,7 @@ def train_one_step(cfg, data_root, workdir):
     """One training batch of 2 through the engine, on the digits folder."""
     from ppvision_hybrid.engine import Engine
     cfg = copy.deepcopy(cfg)
-    cfg["Global"].update(epochs=1, iter_per_epoch=1, eval_during_train=False, output_dir=workdir,
+    cfg["Global"].update(epochs=1, iter_per_epoch=1, eval_during_train=False, output_dir=workdir, overwrite=True,
                          device="cpu", checkpoints=None, pretrained_model=None, print_batch_step=1,
                          use_visualdl=False)
     train = cfg["DataLoader"]["Train"]

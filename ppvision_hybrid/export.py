@@ -6,7 +6,9 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
-__all__ = ["deploy_copy", "export_inference_model", "inference_model_files"]
+from .io_atomic import atomic_directory, fault_point
+
+__all__ = ["ExportError", "deploy_copy", "export_inference_model", "inference_model_files"]
 
 
 class _WithSoftmax(nn.Layer):
@@ -38,7 +40,9 @@ def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_soft
     The batch dimension is always dynamic; with ``dynamic_hw`` the spatial dims are too, so one
     saved model serves every input size. Paddle 3.x writes ``.json`` (PIR), 2.6 ``.pdmodel``.
     ``infer_config`` (keyword arguments of :func:`.inference_yml.write_inference_yml`) also
-    writes ``inference.yml`` for a classification export. Returns the path prefix.
+    writes ``inference.yml`` for a classification export. The files are written as one set
+    (:func:`.io_atomic.atomic_directory`): interrupted or failing, the old export in ``save_dir``
+    stays whole and usable. Returns the path prefix.
     """
     layer = deploy_copy(model)
     if with_softmax:
@@ -46,13 +50,32 @@ def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_soft
     c, h, w = image_shape
     spec = [InputSpec([None, c, None if dynamic_hw else h, None if dynamic_hw else w], "float32", "x")]
     static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
-    os.makedirs(save_dir, exist_ok=True)
-    prefix = os.path.join(save_dir, filename)
-    paddle.jit.save(static, prefix)
-    if infer_config is not None:
-        from .inference_yml import write_inference_yml
-        write_inference_yml(save_dir, **infer_config)
-    return prefix
+    # The set (program, parameters, inference.yml) replaces the old one in one step; files of an
+    # older export under the same name (e.g. inference.pdmodel next to a new inference.json) go.
+    with atomic_directory(save_dir, replaces=lambda entry: entry.startswith(filename + ".")) as tmp:
+        fault_point("export started")
+        paddle.jit.save(static, os.path.join(tmp, filename))
+        _read_back(os.path.join(tmp, filename), save_dir)
+        if infer_config is not None:
+            from .inference_yml import write_inference_yml
+            write_inference_yml(tmp, **infer_config)
+    return os.path.join(save_dir, filename)
+
+
+class ExportError(RuntimeError):
+    """An export that could not be written completely; the previous export was kept."""
+
+
+def _read_back(prefix, save_dir):
+    """Load what ``paddle.jit.save`` wrote: it does not report a failed write (a full disk leaves
+    a truncated ``.pdiparams`` and no error), so a set is only swapped in once it loads."""
+    try:
+        paddle.jit.load(prefix)
+    except Exception as e:  # Paddle raises RuntimeError/ValueError/... for damaged files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"the export for {save_dir} was written incompletely and does not load "
+                          f"({first}); the disk may be full. Nothing was replaced: the previous "
+                          f"contents of {save_dir} are as they were") from e
 
 
 def inference_model_files(model_dir, filename="inference"):

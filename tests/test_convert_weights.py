@@ -170,3 +170,16 @@ def test_cli_entry_point_runs_as_a_script(tmp_path):
                           capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 1 and "unknown checkpoint wrapper" in proc.stderr
+
+
+def test_cli_converts_in_place(tmp_path):
+    """``--src X --dst X`` (the README's validate + re-save): the source is read completely
+    before the new file replaces it, and its digest is recorded as it was."""
+    src = str(tmp_path / "mf.pdparams")
+    paddle.save(pvh.create_model("MixFormer_B0", class_num=4).state_dict(), src)
+    digest = _sha(src)
+    assert cw.main(["--model", "MixFormer_B0", "--src", src, "--dst", src]) == 0
+    record = json.loads(open(src + ".json").read())
+    assert record["src_sha256"] == digest and record["dst_sha256"] == _sha(src)
+    pvh.create_model("MixFormer_B0", class_num=4, pretrained=src)
+    assert sorted(os.listdir(tmp_path)) == ["mf.pdparams", "mf.pdparams.json"]

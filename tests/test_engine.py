@@ -380,3 +380,147 @@ def test_export_model_without_config(tmp_path):
     else:
         assert "cannot trace this model into the legacy (.pdmodel) program" in proc.stderr
         assert not (tmp_path / "legacy" / "inference.pdmodel").exists()
+
+
+# ---- training-run guards (issue 23) ------------------------------------------------------------
+def _engine(data, out, mode="train", epochs=1, extra=()):
+    return Engine(get_config(DEMO, _overrides(data, out, epochs, extra) + [
+        "DataLoader.Train.sampler.batch_size=4", "Global.eval_during_train=False"]), mode=mode)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("Global.epochs", 0, "Global.epochs must be a positive integer, got 0"),
+    ("Global.epochs", -1, "Global.epochs must be a positive integer, got -1"),
+    ("Global.nan_policy", "ignore", "Global.nan_policy must be one of stop, skip, got 'ignore'"),
+    ("Global.overwrite", "maybe", "Global.overwrite must be True or False"),
+])
+def test_run_settings_are_validated(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        get_config(DEMO, [f"{key}={value}"])
+
+
+def _nan_at(engine, call):
+    real, calls = engine.train_loss, {"n": 0}
+
+    def loss(out, labels):
+        calls["n"] += 1
+        losses = real(out, labels)
+        if calls["n"] == call:
+            losses = dict(losses, loss=losses["loss"] * float("nan"))
+        return losses
+    engine.train_loss = loss
+
+
+def test_non_finite_loss_stops_naming_the_step_or_skips_the_batch(tiny_imagenet, tmp_path):
+    from ppvision_hybrid.engine.engine import TrainingError
+    engine = _engine(tiny_imagenet, tmp_path / "stop", epochs=2)
+    _nan_at(engine, 5)  # epoch 2, iteration 1 (3 iterations per epoch)
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at epoch 2, iteration 1 of 3 "
+                                            r"\(global step 4\).*Global.checkpoints=.*latest.*nan_policy=skip"):
+        engine.train()
+    ckpt = tmp_path / "stop" / "MixFormer_B0"
+    with open(ckpt / "latest.pdstates", "rb") as f:
+        assert pickle.load(f)["epoch"] == 1  # epoch 2 was not saved
+    assert not (ckpt / "epoch_2.pdparams").exists()
+
+    engine = _engine(tiny_imagenet, tmp_path / "skip", epochs=2, extra=["Global.nan_policy=skip"])
+    _nan_at(engine, 5)
+    engine.train()
+    assert engine.global_step == 5  # 6 batches, one skipped
+    assert "non-finite loss (nan) at epoch 2, iteration 1 of 3" in (tmp_path / "skip" / "MixFormer_B0" / "train.log").read_text()
+    for v in engine.model.state_dict().values():
+        assert np.isfinite(v.numpy()).all()
+
+
+def test_non_finite_weights_are_never_saved(tiny_imagenet, tmp_path):
+    from ppvision_hybrid.engine.engine import TrainingError
+    engine = _engine(tiny_imagenet, tmp_path, epochs=1)
+    engine._epoch_batches = lambda count: iter(())  # no step: only the save runs
+    engine.model.head.bias.set_value(paddle.full(engine.model.head.bias.shape, float("inf")))
+    with pytest.raises(TrainingError, match="non-finite values after epoch 1.*head.bias"):
+        engine.train()
+    assert not os.listdir(tmp_path / "MixFormer_B0") or not glob.glob(str(tmp_path / "MixFormer_B0" / "*.pd*"))
+
+
+def test_a_used_output_dir_needs_resume_or_overwrite(tiny_imagenet, tmp_path):
+    _engine(tiny_imagenet, tmp_path, epochs=2).train()
+    ckpt = tmp_path / "MixFormer_B0"
+    with pytest.raises(ConfigError, match=r"(?s)already holds checkpoints of an earlier run \(epoch_1, epoch_2, "
+                                          r"latest\).*Global.checkpoints=.*latest.*Global.overwrite=True"):
+        _engine(tiny_imagenet, tmp_path, epochs=1)
+    with pytest.raises(ConfigError, match="pretrained_model=.*latest is one of the checkpoints that "
+                                          "Global.overwrite=True would remove"):
+        _engine(tiny_imagenet, tmp_path, extra=["Global.overwrite=True",
+                                                f"Global.pretrained_model={ckpt / 'latest'}"])
+    engine = _engine(tiny_imagenet, tmp_path, epochs=1, extra=["Global.overwrite=True"])
+    assert not (ckpt / "epoch_2.pdparams").exists()  # nothing of the old run is left to mix in
+    engine.train()
+    with open(ckpt / "latest.pdstates", "rb") as f:
+        assert pickle.load(f)["epoch"] == 1
+    assert "removed the checkpoints of an earlier run" in (ckpt / "train.log").read_text()
+
+
+def test_eval_and_infer_need_matching_verified_weights(tiny_imagenet, tmp_path):
+    train = _engine(tiny_imagenet, tmp_path, epochs=1)
+    train.train()
+    latest = str(tmp_path / "MixFormer_B0" / "latest")
+    for mode in ("eval", "infer"):
+        with pytest.raises(ConfigError, match=f"{mode} needs trained weights.*Global.pretrained_model=.*"
+                                              f"best_model.*Global.pretrained_model=random"):
+            _engine(tiny_imagenet, tmp_path, mode=mode)
+    assert _engine(tiny_imagenet, tmp_path, mode="eval", extra=["Global.pretrained_model=random"]).eval()["top1"] >= 0
+    # a 3-class checkpoint evaluated as 4 classes: an error outside training ...
+    with pytest.raises(CheckpointError, match="(?s)shape mismatches.*head.*Outside training the classifier "
+                                              "must match Arch.class_num \\(4\\)"):
+        _engine(tiny_imagenet, tmp_path, mode="eval", extra=[f"Global.pretrained_model={latest}", "Arch.class_num=4"])
+    # ... while fine-tuning drops the head
+    _engine(tiny_imagenet, tmp_path / "ft", extra=[f"Global.pretrained_model={latest}", "Arch.class_num=4"])
+    # one flipped bit in a .pdparams whose .pdstates records its sha256
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for suffix in (".pdparams", ".pdstates"):
+        (copy / ("latest" + suffix)).write_bytes(open(latest + suffix, "rb").read())
+    data = bytearray((copy / "latest.pdparams").read_bytes())
+    data[len(data) // 2] ^= 0x10
+    (copy / "latest.pdparams").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="latest.pdparams does not match the checksum recorded"):
+        _engine(tiny_imagenet, tmp_path, mode="eval", extra=[f"Global.pretrained_model={copy / 'latest'}"])
+
+
+def test_resume_names_epoch_n_and_reports_a_changed_schedule(tiny_imagenet, tmp_path):
+    _engine(tiny_imagenet, tmp_path, epochs=1).train()
+    ckpt = tmp_path / "MixFormer_B0"
+    for suffix in (".pdparams", ".pdopt", ".pdstates"):
+        os.remove(ckpt / ("latest" + suffix))  # stopped after epoch_1, before latest
+    with pytest.raises(CheckpointError, match=r"newest complete checkpoint is .*epoch_1: resume with "
+                                              r"-o Global.checkpoints=.*epoch_1$"):
+        _engine(tiny_imagenet, tmp_path, epochs=2, extra=[f"Global.checkpoints={ckpt / 'latest'}"])
+    engine = _engine(tiny_imagenet, tmp_path, epochs=3, extra=[f"Global.checkpoints={ckpt / 'epoch_1'}",
+                                                               "Optimizer.lr.learning_rate=0.001"])
+    assert engine.start_epoch == 1
+    log = (ckpt / "train.log").read_text()
+    assert ("changed schedule: Global.epochs: 1 -> 3; Optimizer.lr.learning_rate: 0.002 -> 0.001" in log), log[-2000:]
+
+
+def test_resume_repairs_a_best_model_left_behind(tmp_path):
+    from ppvision_hybrid.engine.checkpoint import copy_checkpoint, repair_best_model
+    layer = paddle.nn.Linear(2, 2)
+
+    def save(prefix, epoch, best):
+        save_checkpoint(str(tmp_path / prefix), {k: paddle.full(v.shape, float(epoch)) for k, v in layer.state_dict().items()},
+                        {}, {"epoch": epoch, "best": {"metric": 0.5, "epoch": best}})
+    save("epoch_1", 1, 1)
+    copy_checkpoint(str(tmp_path / "epoch_1"), str(tmp_path / "best_model"))
+    copy_checkpoint(str(tmp_path / "epoch_1"), str(tmp_path / "latest"))
+    save("epoch_2", 2, 2)  # stopped here: best_model and latest still at epoch 1
+    with open(tmp_path / "epoch_2.pdstates", "rb") as f:
+        states = pickle.load(f)
+    assert "now holds epoch 2" in repair_best_model(str(tmp_path), states, str(tmp_path / "epoch_2"))
+    assert load_resume_states(str(tmp_path / "best_model"), layer)["epoch"] == 2
+    assert repair_best_model(str(tmp_path), states) is None  # consistent now
+    save("latest", 3, 3)  # between save intervals: latest itself records the new best
+    with open(tmp_path / "latest.pdstates", "rb") as f:
+        states = pickle.load(f)
+    assert "now holds epoch 3" in repair_best_model(str(tmp_path), states, str(tmp_path / "latest"))
+    states["best"]["epoch"] = 7
+    assert "no intact checkpoint" in repair_best_model(str(tmp_path), states)

@@ -226,12 +226,9 @@ def convert_and_verify(model_dir, save_file, opset=17, optimize="none", shapes=D
             last_error = err
             log(f"[export_onnx] attempt {attempt}/{retries}: {err}")
             continue
-        directory = os.path.dirname(os.path.abspath(save_file))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=directory)
-        with os.fdopen(fd, "wb") as f:
+        from ppvision_hybrid.io_atomic import atomic_file
+        with atomic_file(save_file) as tmp, open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, save_file)
         log(f"[export_onnx] verified against Paddle at {[list(s) for s in shapes]}: worst relative "
             f"error {worst:.2e} (attempt {attempt}); saved {save_file}")
         return worst

@@ -12,7 +12,13 @@ with EMA). A save is a small journal:
 Killed before step 2, the old set is untouched. Killed during step 3, the new ``.pdstates``
 names files whose complete temporaries are still on disk; :func:`load_resume_states` finishes
 those renames (roll forward) before loading. A file that matches neither is reported as corrupt
-and nothing is loaded.
+and nothing is loaded. A write that fails (a full disk included) removes its temporaries.
+
+The engine publishes an epoch as ``epoch_N`` first, then ``best_model`` (when it is a new best),
+then ``latest``: the record of a new best in ``latest`` exists only after ``best_model`` holds
+it. A run stopped in between leaves ``latest`` at the previous epoch; a resume from ``epoch_N``
+itself repairs ``best_model`` (:func:`repair_best_model`). The same ``.pdstates`` checksums are
+verified when a checkpoint is loaded as ``Global.pretrained_model``.
 """
 import contextlib
 import glob
@@ -23,9 +29,12 @@ import shutil
 
 import paddle
 
+from ..io_atomic import fault_point, fsync_dir, fsync_file
 from ..weights import CheckpointError, check_state_dict, load_checkpoint_file, load_state_dict_checked
 
 __all__ = ["save_checkpoint", "copy_checkpoint", "load_resume_states", "checkpoint_files",
+           "verify_checkpoint_files", "verify_params_file", "repair_best_model",
+           "newest_epoch_checkpoint",
            "optimizer_state_to_structured", "optimizer_state_from_structured", "CheckpointError",
            "SUFFIXES"]
 
@@ -81,11 +90,6 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def _fsync(path):
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
 def _tmp_name(path):
     return f"{path}.tmp{os.getpid()}"
 
@@ -103,19 +107,16 @@ def _commit(pending):
     pending = sorted(pending, key=lambda tf: not tf[1].endswith(".pdstates"))
     for tmp, final in pending:
         os.replace(tmp, final)
-    folder = os.path.dirname(pending[-1][1]) or "."
-    try:  # make the renames durable
-        fd = os.open(folder, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-    except OSError:
-        pass
+        fault_point("checkpoint file renamed")
+    fsync_dir(os.path.dirname(pending[-1][1]) or ".")  # make the renames durable
 
 
 @contextlib.contextmanager
 def _staged_files():
     """Collects ``(temp, final)`` pairs; commits them (:func:`_commit`) when the block ends
-    normally. Temp files that were not renamed into place (an error, an interrupt) are removed."""
+    normally. Temp files that were not renamed into place (an error such as a full disk, an
+    interrupt) are removed; a pair is registered before its temp file is written, so a write
+    that fails half-way is removed too."""
     pending = []
     try:
         yield pending
@@ -137,18 +138,20 @@ def save_checkpoint(prefix, model_state, opt_state, states, ema_state=None):
     with _staged_files() as pending:
         for suffix, obj in payloads:
             tmp = _tmp_name(prefix + suffix)
-            paddle.save(obj, tmp)
-            _fsync(tmp)
-            hashes[suffix] = _sha256(tmp)
             pending.append((tmp, prefix + suffix))
+            paddle.save(obj, tmp)
+            fault_point("checkpoint file written")
+            fsync_file(tmp)
+            hashes[suffix] = _sha256(tmp)
         record = dict(states)
         record["files_sha256"] = hashes
         tmp = _tmp_name(prefix + ".pdstates")
+        pending.append((tmp, prefix + ".pdstates"))
         with open(tmp, "wb") as f:
             pickle.dump(record, f, protocol=4)
             f.flush()
             os.fsync(f.fileno())
-        pending.append((tmp, prefix + ".pdstates"))
+        fault_point("checkpoint record written")
     return prefix
 
 
@@ -164,9 +167,10 @@ def copy_checkpoint(src_prefix, dst_prefix):
                     os.remove(dst_prefix + suffix)  # stale EMA from another run
                 continue
             tmp = _tmp_name(dst_prefix + suffix)
-            shutil.copyfile(src, tmp)
-            _fsync(tmp)
             pending.append((tmp, dst_prefix + suffix))
+            shutil.copyfile(src, tmp)
+            fault_point("checkpoint file copied")
+            fsync_file(tmp)
     return dst_prefix
 
 
@@ -186,26 +190,39 @@ def _read_states(path):
     return states
 
 
+def newest_epoch_checkpoint(folder):
+    """The ``epoch_N`` prefix with the highest N whose ``.pdstates`` exists in ``folder``, or None."""
+    found = []
+    for path in glob.glob(os.path.join(glob.escape(folder), "epoch_*.pdstates")):
+        tail = os.path.basename(path)[len("epoch_"):-len(".pdstates")]
+        if tail.isdigit():
+            found.append((int(tail), path[:-len(".pdstates")]))
+    return max(found)[1] if found else None
+
+
 def _raise_missing(prefix, missing):
     folder = os.path.dirname(prefix) or "."
+    newest = newest_epoch_checkpoint(folder)
+    if newest and os.path.basename(prefix) == "latest":
+        raise CheckpointError(
+            f"cannot resume from '{prefix}': missing {missing} (the run was probably stopped "
+            f"after writing {os.path.basename(newest)} and before updating 'latest'). The newest "
+            f"complete checkpoint is {newest}: resume with -o Global.checkpoints={newest}")
     present = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    hint = f" The newest epoch checkpoint there is {newest}." if newest else ""
     raise CheckpointError(f"cannot resume from '{prefix}': missing {missing}. Files in "
-                          f"{folder}: {present[:20] or 'none'}. Global.checkpoints takes a prefix "
-                          f"such as output/<Arch.name>/latest or output/<Arch.name>/epoch_3")
+                          f"{folder}: {present[:20] or 'none'}.{hint} Global.checkpoints takes a "
+                          f"prefix such as output/<Arch.name>/latest or output/<Arch.name>/epoch_3")
 
 
-def load_resume_states(prefix, model, optimizer=None, ema=None, arch_name=None):
-    """Load a full training checkpoint for ``Global.checkpoints`` (strict: the model must match
-    exactly; nothing is loaded unless every check passes). Returns the ``.pdstates`` dict."""
-    if prefix.endswith(".pdparams"):
-        prefix = prefix[:-len(".pdparams")]
-    if not os.path.isfile(prefix + ".pdstates"):
-        _raise_missing(prefix, [prefix + ".pdstates"])
-    states = _read_states(prefix + ".pdstates")
+def verify_checkpoint_files(prefix, states, suffixes=SUFFIXES):
+    """Check each of ``prefix + suffix`` that ``states['files_sha256']`` records against its
+    sha256. A save killed after its commit point is completed (its temporaries renamed into
+    place); any other mismatch is a :class:`CheckpointError` naming the file."""
     for suffix, digest in states.get("files_sha256", {}).items():
-        path = prefix + suffix
-        if suffix == ".pdopt" and not optimizer or suffix == ".pdema" and ema is None:
+        if suffix not in suffixes:
             continue
+        path = prefix + suffix
         if os.path.isfile(path) and _sha256(path) == digest:
             continue
         # roll forward a save that was killed after its commit point
@@ -219,8 +236,60 @@ def load_resume_states(prefix, model, optimizer=None, ema=None, arch_name=None):
         if not done:
             raise CheckpointError(
                 f"{path} does not match the checksum recorded in {prefix}.pdstates: the file is "
-                f"corrupt or was replaced outside the engine. Nothing was loaded. Resume from an "
-                f"intact epoch_N checkpoint in {os.path.dirname(prefix) or '.'} instead.")
+                f"corrupt or was replaced outside the engine. Nothing was loaded. Use an intact "
+                f"epoch_N checkpoint in {os.path.dirname(prefix) or '.'} instead.")
+
+
+def verify_params_file(params_path):
+    """For a ``.pdparams`` with a ``.pdstates`` beside it (a checkpoint written by the engine):
+    check it against the recorded sha256 before it is loaded anywhere."""
+    prefix = params_path[:-len(".pdparams")] if params_path.endswith(".pdparams") else params_path
+    if os.path.isfile(prefix + ".pdstates"):
+        verify_checkpoint_files(prefix, _read_states(prefix + ".pdstates"), (".pdparams",))
+
+
+def _checkpoint_epoch(prefix):
+    """The epoch recorded in an intact checkpoint at ``prefix``, or None."""
+    try:
+        states = _read_states(prefix + ".pdstates")
+        verify_checkpoint_files(prefix, states)
+    except (CheckpointError, OSError):
+        return None
+    return states.get("epoch")
+
+
+def repair_best_model(folder, states, resumed_prefix=None):
+    """Make ``folder/best_model`` the checkpoint that ``states['best']`` names, when a run was
+    stopped after recording a new best but before ``best_model`` was written. Returns a message
+    saying what was done (None when nothing was needed)."""
+    best_epoch = (states.get("best") or {}).get("epoch") or 0
+    if not best_epoch:
+        return None
+    best = os.path.join(folder, "best_model")
+    if _checkpoint_epoch(best) == best_epoch:
+        return None
+    candidates = [os.path.join(folder, f"epoch_{best_epoch}")]
+    if resumed_prefix and states.get("epoch") == best_epoch:
+        candidates.insert(0, resumed_prefix)
+    for source in candidates:
+        if os.path.isfile(source + ".pdstates") and _checkpoint_epoch(source) == best_epoch:
+            copy_checkpoint(source, best)
+            return f"repaired {best}: it now holds epoch {best_epoch} (from {source}), the best recorded"
+    return (f"{best} does not hold epoch {best_epoch}, the best recorded, and no intact checkpoint "
+            f"of that epoch is left to restore it from")
+
+
+def load_resume_states(prefix, model, optimizer=None, ema=None, arch_name=None):
+    """Load a full training checkpoint for ``Global.checkpoints`` (strict: the model must match
+    exactly; nothing is loaded unless every check passes). Returns the ``.pdstates`` dict."""
+    if prefix.endswith(".pdparams"):
+        prefix = prefix[:-len(".pdparams")]
+    if not os.path.isfile(prefix + ".pdstates"):
+        _raise_missing(prefix, [prefix + ".pdstates"])
+    states = _read_states(prefix + ".pdstates")
+    verify_checkpoint_files(prefix, states, tuple(
+        suffix for suffix in SUFFIXES
+        if not (suffix == ".pdopt" and not optimizer or suffix == ".pdema" and ema is None)))
     needed = [prefix + ".pdparams"] + ([prefix + ".pdopt"] if optimizer else [])
     missing = [p for p in needed if not os.path.isfile(p)]
     if missing:

@@ -49,7 +49,10 @@ GLOBAL_KEYS = ("checkpoints", "pretrained_model", "output_dir", "device", "save_
                "use_visualdl", "image_shape", "image_channel", "save_inference_dir", "seed",
                "to_static", "use_dali", "update_freq", "print_mem_info", "log_ranks", "class_num",
                "eval_mode", "train_mode", "use_multilabel", "export_for_fd",
-               "uniform_output_enabled", "pdx_model_name", "distributed", "iter_per_epoch")
+               "uniform_output_enabled", "pdx_model_name", "distributed", "iter_per_epoch",
+               # ours: what a non-finite loss does; whether a new run may replace old checkpoints
+               "nan_policy", "overwrite")
+NAN_POLICIES = ("stop", "skip")
 #: PaddleClas features this engine deliberately does not implement: key -> (value(s) accepted,
 #: what the other values would turn on). A config asking for them is refused, naming the feature.
 FIXED_GLOBAL_VALUES = {
@@ -157,7 +160,12 @@ def _check_global(g):
                           f"{' or '.join(DEVICES)}")
     if device not in DEVICES:
         raise ConfigError(f"Global.device must be one of {', '.join(DEVICES)}, got {g.get('device')!r}")
-    for key in ("update_freq", "iter_per_epoch"):
+    if str(g.get("nan_policy", "stop")) not in NAN_POLICIES:
+        raise ConfigError(f"Global.nan_policy must be one of {', '.join(NAN_POLICIES)}, got "
+                          f"{g.get('nan_policy')!r}")
+    if not isinstance(g.get("overwrite", False), bool):
+        raise ConfigError(f"Global.overwrite must be True or False, got {g.get('overwrite')!r}")
+    for key in ("epochs", "update_freq", "iter_per_epoch"):
         value = g.get(key, 1)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigError(f"Global.{key} must be a positive integer, got {value!r}")

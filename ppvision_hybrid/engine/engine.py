@@ -13,6 +13,7 @@ the input spec ``[None] + Global.image_shape``; ``Global.class_num`` is a deprec
 ``Arch.class_num``; ``Global.print_mem_info`` adds peak memory to the progress lines;
 ``Global.log_ranks`` lists the ranks that log progress.
 """
+import copy
 import datetime
 import os
 import pickle
@@ -32,15 +33,21 @@ from ..losses import build_loss
 from ..metrics import DistillationTopkAcc, build_metrics
 from ..optim import build_optimizer
 from ..inference import check_gpu_kernels
+from ..io_atomic import fault_point
 from ..registry import create_model
-from ..weights import load_checkpoint_file, load_state_dict_checked
-from .checkpoint import (copy_checkpoint, load_resume_states, optimizer_state_to_structured,
-                         save_checkpoint)
+from ..weights import CheckpointError, load_checkpoint_file, load_state_dict_checked
+from .checkpoint import (SUFFIXES, copy_checkpoint, load_resume_states, newest_epoch_checkpoint,
+                         optimizer_state_to_structured, repair_best_model, save_checkpoint,
+                         verify_params_file)
 from .config import ARCH_ENGINE_KEYS, ARCH_GENERIC_KEYS, ConfigError, validate_config
 from .distillation import DistillationModel
 from .logger import VisualDLWriter, get_logger
 
-__all__ = ["Engine", "ModelEMA", "build_model_from_config"]
+__all__ = ["Engine", "ModelEMA", "TrainingError", "build_model_from_config"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss or non-finite weights); the message says where."""
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 
@@ -151,9 +158,13 @@ class Engine:
         self._setup_device(g.get("device", "cpu"))
         if self.world_size > 1:
             dist.init_parallel_env()
+        replaced = self._claim_output_dir() if mode == "train" else []
         self.logger = get_logger(log_file=os.path.join(self.output_dir, f"{mode}.log")
                                  if mode in ("train", "eval") else None, rank=self.rank,
                                  info=self.rank in _parse_ranks(g.get("log_ranks", 0)))
+        if replaced:
+            self.logger.warning(f"Global.overwrite: removed the checkpoints of an earlier run in "
+                                f"{self.output_dir}: {replaced}")
         if deprecated_class_num is not None:
             self.logger.warning("Global.class_num is deprecated (PaddleClas too): use Arch.class_num "
                                 f"(now {config['Arch']['class_num']})")
@@ -181,11 +192,7 @@ class Engine:
                 warnings.warn(msg)
 
         self.model = build_model_from_config(config["Arch"])
-        if g.get("pretrained_model"):
-            path = str(g["pretrained_model"])
-            load_state_dict_checked(self.model, load_checkpoint_file(
-                path if path.endswith(".pdparams") else path + ".pdparams"))
-            self.logger.info(f"loaded pretrained weights from {path}")
+        self._load_pretrained(g.get("pretrained_model"))
         self.ema = None
         if config.get("EMA") and mode == "train":
             self.ema = ModelEMA(self.model, (config["EMA"] or {}).get("decay", 0.9999))
@@ -251,6 +258,71 @@ class Engine:
             self._resume(str(g["checkpoints"]))
 
     # ---- setup helpers ----------------------------------------------------------------------
+    def _claim_output_dir(self):
+        """A training run that does not resume must not mix its checkpoints with an earlier
+        run's: refuse a used ``output_dir`` unless ``Global.overwrite: True``, which removes the
+        old checkpoints (on rank 0) and returns their names."""
+        g = self.config["Global"]
+        if g.get("checkpoints") or not os.path.isdir(self.output_dir):
+            return []
+        names = ("latest", "best_model")
+        used = sorted(f for f in os.listdir(self.output_dir)
+                      if f.endswith(".pdstates") and (f[:-len(".pdstates")] in names or f.startswith("epoch_")))
+        if not used:
+            return []
+        if not g.get("overwrite"):
+            newest = newest_epoch_checkpoint(self.output_dir)
+            raise ConfigError(
+                f"Global.output_dir: {self.output_dir} already holds checkpoints of an earlier run "
+                f"({', '.join(u[:-len('.pdstates')] for u in used)}). Resume it with -o "
+                f"Global.checkpoints={os.path.join(self.output_dir, 'latest')}"
+                f"{' (or ' + newest + ')' if newest else ''}, train into another -o "
+                f"Global.output_dir, or pass -o Global.overwrite=True to replace them")
+        removed = sorted(f for f in os.listdir(self.output_dir)
+                         if f.endswith(SUFFIXES + (".pdstates",))
+                         and (f.split(".")[0] in names or f.startswith("epoch_")))
+        start = str(g.get("pretrained_model") or "")
+        start = start if start.endswith(".pdparams") else start + ".pdparams"
+        if any(os.path.realpath(os.path.join(self.output_dir, f)) == os.path.realpath(start) for f in removed):
+            raise ConfigError(f"Global.pretrained_model={g['pretrained_model']} is one of the checkpoints "
+                              f"that Global.overwrite=True would remove: copy it out of "
+                              f"{self.output_dir} first, or train into another Global.output_dir")
+        if self.rank == 0:
+            for f in removed:
+                os.remove(os.path.join(self.output_dir, f))
+        return removed
+
+    def _load_pretrained(self, pretrained):
+        """``Global.pretrained_model``: weights to start from (train) or to evaluate / run
+        (eval, infer). ``random`` asks explicitly for the untrained model. Outside training the
+        classifier must match ``Arch.class_num``; dropping a mismatched head is for fine-tuning."""
+        arch = self.config["Arch"]
+        has_arch_weights = bool(arch.get("pretrained")) or any(
+            (cfg or {}).get("pretrained") for item in arch.get("models") or [] for cfg in item.values())
+        if pretrained is not None and str(pretrained).lower() == "random":
+            self.logger.warning("Global.pretrained_model=random: the model keeps its random "
+                                "initialisation (results say nothing about a trained model)")
+            return
+        if not pretrained:
+            if self.mode in ("eval", "infer") and not has_arch_weights:
+                raise ConfigError(
+                    f"{self.mode} needs trained weights: pass -o Global.pretrained_model="
+                    f"{os.path.join(self.output_dir, 'best_model')} (any .pdparams prefix), or "
+                    f"-o Global.pretrained_model=random to {self.mode} an untrained model on purpose")
+            return
+        path = str(pretrained)
+        path = path if path.endswith(".pdparams") else path + ".pdparams"
+        verify_params_file(path)
+        state = load_checkpoint_file(path)
+        try:
+            load_state_dict_checked(self.model, state, drop_head_if_mismatch=self.mode == "train")
+        except CheckpointError as e:
+            why = ("" if self.mode == "train" else
+                   f" Outside training the classifier must match Arch.class_num "
+                   f"({self.class_num}); only training drops a mismatched head (fine-tuning).")
+            raise CheckpointError(f"Global.pretrained_model={pretrained}: {e}.{why}") from None
+        self.logger.info(f"loaded pretrained weights from {pretrained}")
+
     def _apply_to_static(self, image_shape):
         """Train through ``paddle.jit.to_static`` (PaddleClas's ``Global.to_static``)."""
         from paddle.static import InputSpec
@@ -301,9 +373,52 @@ class Engine:
                 "metric": self.best["metric"], "best": dict(self.best),
                 "lr_state": self.lr_scheduler.state_dict(), "rng": self._rng_states(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
-                "world_size": self.world_size}
+                "world_size": self.world_size, "schedule": self._schedule()}
+
+    def _schedule(self):
+        """What lays out the LR schedule; a resume compares it with the checkpoint's."""
+        return {"Global.epochs": self.epochs, "iterations per epoch": self.iters_per_epoch,
+                "Global.update_freq": self.update_freq,
+                "Optimizer": copy.deepcopy(self.config.get("Optimizer"))}
+
+    def _schedule_changes(self, saved):
+        def flat(d, path=""):
+            if isinstance(d, dict):
+                return {k2: v2 for k, v in d.items() for k2, v2 in flat(v, f"{path}.{k}" if path else str(k)).items()}
+            return {path: d}
+        before, now = flat(saved or {}), flat(self._schedule())
+        return [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                if before.get(k) != now.get(k)]
+
+    def _non_finite_loss(self, value, epoch, it):
+        """``Global.nan_policy``: ``stop`` (default) raises :class:`TrainingError` naming the
+        step; ``skip`` drops the batch (its gradients included) and returns True."""
+        where = (f"epoch {epoch}, iteration {it} of {self.iters_per_epoch} (global step "
+                 f"{self.global_step})")
+        if str(self.config["Global"].get("nan_policy", "stop")) == "skip":
+            self.optimizer.clear_grad()
+            self.logger.warning(f"non-finite loss ({value}) at {where}: batch skipped "
+                                f"(Global.nan_policy=skip)")
+            return True
+        latest = os.path.join(self.output_dir, "latest")
+        raise TrainingError(
+            f"non-finite loss ({value}) at {where}: training stopped, nothing of this epoch was "
+            f"saved. Usual causes: a learning rate too high (Optimizer.lr), no warmup, AMP "
+            f"overflow. Resume from the last good checkpoint with -o Global.checkpoints={latest} "
+            f"after the fix, or set Global.nan_policy=skip to skip such batches")
+
+    def _check_finite_weights(self, epoch):
+        bad = [k for k, v in self.model.state_dict().items()
+               if paddle.is_floating_point(v) and not bool(paddle.isfinite(v).all())]
+        if bad:
+            raise TrainingError(f"the weights hold non-finite values after epoch {epoch} "
+                                f"({len(bad)} tensors, e.g. {bad[:3]}): nothing of this epoch was "
+                                f"saved (lower Optimizer.lr and resume from the last checkpoint)")
 
     def _save(self, epoch, is_best):
+        """``epoch_N`` (or ``latest`` between save intervals), then ``best_model``, then
+        ``latest``: the record of a new best is published only after its files."""
+        self._check_finite_weights(epoch)
         if self.rank != 0:
             return
         g = self.config["Global"]
@@ -314,11 +429,12 @@ class Engine:
                 self._states(epoch), ema_state)
         if epoch % save_interval == 0 or epoch == self.epochs:
             prefix = save_checkpoint(os.path.join(self.output_dir, f"epoch_{epoch}"), *args)
-            copy_checkpoint(prefix, latest)
         else:
             prefix = save_checkpoint(latest, *args)
         if is_best:
             copy_checkpoint(prefix, os.path.join(self.output_dir, "best_model"))
+        if prefix != latest:
+            copy_checkpoint(prefix, latest)
         self.logger.info(f"saved checkpoint {prefix} (latest -> epoch {epoch})")
 
     def _resume(self, prefix):
@@ -332,6 +448,17 @@ class Engine:
             self.scaler.load_state_dict(states["scaler"])
         if states.get("world_size", 1) == self.world_size:
             self._set_rng_states(states.get("rng"))
+        changes = self._schedule_changes(states.get("schedule")) if states.get("schedule") else []
+        if changes:
+            self.logger.warning(f"resuming {prefix} with a changed schedule: {'; '.join(changes)}. "
+                                f"Training continues from step {self.global_step} with the new "
+                                f"settings (the LR schedule is laid out again)")
+        folder = os.path.dirname(prefix) or "."
+        if self.rank == 0 and os.path.realpath(folder) == os.path.realpath(self.output_dir):
+            note = repair_best_model(folder, states,
+                                     prefix[:-len(".pdparams")] if prefix.endswith(".pdparams") else prefix)
+            if note:
+                self.logger.warning(note)
         if self.start_epoch >= self.epochs:
             self.logger.warning(f"checkpoint {prefix} already finished epoch {self.start_epoch} of "
                                 f"{self.epochs}: nothing left to train (raise Global.epochs)")
@@ -394,6 +521,10 @@ class Engine:
                     out = self.train_model(images)
                     losses = self.train_loss(out, labels)
                 loss = losses["loss"]
+                loss_value = float(loss)
+                if not np.isfinite(loss_value):
+                    if self._non_finite_loss(loss_value, epoch, it):
+                        continue
                 scaled = loss / freq if freq > 1 else loss
                 if self.scaler is not None:
                     self.scaler.scale(scaled).backward()
@@ -411,10 +542,10 @@ class Engine:
                     if self.ema is not None:
                         self.ema.update(self.model)
                     self.global_step += 1
+                    fault_point("train step")
                 done_iters += 1
                 batch = images.shape[0]
                 seen += batch
-                loss_value = float(loss)
                 loss_sum += loss_value * batch
                 soft = labels.ndim == 2 and labels.shape[-1] > 1
                 accs = {}
