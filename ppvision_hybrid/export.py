@@ -6,7 +6,7 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
-__all__ = ["deploy_copy", "export_inference_model", "inference_model_files"]
+__all__ = ["deploy_copy", "export_inference_model"]
 
 
 class _WithSoftmax(nn.Layer):
@@ -53,13 +53,3 @@ def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_soft
         from .inference_yml import write_inference_yml
         write_inference_yml(save_dir, **infer_config)
     return prefix
-
-
-def inference_model_files(model_dir, filename="inference"):
-    """(model_file, params_file) in ``model_dir``, accepting the 3.x ``.json`` or 2.6 ``.pdmodel``."""
-    params = os.path.join(model_dir, filename + ".pdiparams")
-    for ext in (".json", ".pdmodel"):
-        path = os.path.join(model_dir, filename + ext)
-        if os.path.exists(path):
-            return path, params
-    raise FileNotFoundError(f"no {filename}.json or {filename}.pdmodel in {model_dir}")

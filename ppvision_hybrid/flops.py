@@ -11,7 +11,7 @@ forward pass, we count:
 * every ``paddle.addmm`` (a Linear with its bias folded into the GEMM): ``out.numel * K``.
 
 Norms, activations, pooling and element-wise ops are not counted (the convention of the
-papers' tables and of the measured numbers in shared/notes/reference_facts.md).
+papers' tables and of the measured numbers in the counts measured on the authors' code, listed per family in docs/models/).
 """
 import contextlib
 

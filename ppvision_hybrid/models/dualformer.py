@@ -1,8 +1,8 @@
 """DualFormer: Dual Path Transformer with Partition Attention (Jiang et al., arXiv 2305.14768).
 
-No public code exists; this is a re-implementation from the paper, following
-``shared/specs/dualformer.md`` (the spec resolves the paper's gaps; each resolution is marked
-``[A<n>]`` below and listed in ``docs/models/dualformer.md``).
+No public code exists; this is a re-implementation from the paper. Each of the paper's gaps is
+resolved by a numbered assumption, marked ``[A<n>]`` below and listed in
+``docs/models/dualformer.md``.
 
 Layout: the whole network stays NCHW. Per-pixel linear maps (FFN, projections, W_v) are 1x1
 convolutions, so the only layout transposes are the two inside each channel LayerNorm (measured
@@ -344,7 +344,7 @@ class DualFormer(HybridBackbone):
             self._init_weights(self.head)
 
 
-# Table 1 depths/widths; the rest is the spec's recipe (sec. 1.2): heads [1,2,4,8] [A7],
+# Table 1 depths/widths; the rest are our assumptions: heads [1,2,4,8] [A7],
 # down-sample rates [4,2,1,1] [A8], FFN ratios [8,8,4,4] ([4,4,2,2] for T) [A1], MBConv x6 [A2],
 # drop path per variant [A16].
 _CONFIGS = {

@@ -2,7 +2,7 @@
 Interactions in Vision Transformers"): FocalTransformer_T/S/B and the conv-embedding variants.
 
 What the model computes (paper Sec. 3, Table 1; details the paper omits follow the authors'
-public classification code, see shared/notes/reference_facts.md):
+public classification code):
 
 * a 4x4 stride-4 patch embedding (conv variant: 7x7 stride 4, padding 2) + LayerNorm, four
   stages of Focal Transformer blocks, 2x2 stride-2 patch merging (conv variant: 3x3 stride 2)
@@ -37,7 +37,6 @@ at run time, with the pooled-token bias tables bilinearly up-sampled from the st
 (classification-sized) tables, so classification checkpoints load unchanged.
 """
 import functools
-import math
 import warnings
 
 import numpy as np
@@ -521,14 +520,14 @@ class FocalTransformer(HybridBackbone):
 
 
 # ---------------------------------------------------------------------------------------------
-# Variants (Table 1) and their measured official counts (shared/notes/reference_facts.md)
+# Variants (Table 1) and their measured official counts 
 # ---------------------------------------------------------------------------------------------
 _ARCHS = {
     "T": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2),
     "S": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.3),
     "B": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.5),
 }
-_SOURCE = "authors' PyTorch release, measured at 224 (shared/notes/reference_facts.md)"
+_SOURCE = "authors' PyTorch release, measured at 224"
 
 
 def _ref(params_m, gmacs):

@@ -1,11 +1,10 @@
 """MAFormer: Multi-scale Attention Fusion transformer (MAFormer-S/B/L).
 
 Paper: "MAFormer: A Transformer Network with Multi-scale Attention Fusion for Visual Recognition"
-(arXiv 2209.01620). No code was released; this file follows ``shared/specs/maformer.md``, which
-resolves the paper's gaps as numbered assumptions (A1..A20). Where this implementation departs
-from the spec the reason is given below and in ``docs/models/maformer.md``.
+(arXiv 2209.01620). No code was released; the paper's gaps are resolved by numbered assumptions (A1..A20,
+listed in ``docs/models/maformer.md`` with the reasons for each and for every deviation).
 
-Architecture (paper Sec. 3.1, Fig. 1; spec Sec. 2):
+Architecture (paper Sec. 3.1, Fig. 1; assumptions A1-A20 in docs/models/maformer.md):
 
 * stem: Conv 7x7/s4 + LN (A3); merging before stages 2-4: Conv 3x3/s2 + LN (A3).
   ``embed='patch'`` gives the Swin-style patchify alternative (4x4/s4, 2x2/s2).
@@ -23,8 +22,8 @@ Architecture (paper Sec. 3.1, Fig. 1; spec Sec. 2):
     (A8). ``fusion='local_enhanced'`` feeds GLD the local attention output (Fig. 2(b)).
 * stages 3-4: "original ViT blocks" (global MHSA), each preceded by a residual depthwise 3x3
   conv positional encoding (DPE, A9).
-* head: LN -> global average -> Linear (A10). Optional token-labeling auxiliary head (Sec. 2.6 of
-  the spec; ``token_label_head=True``, see ``ppvision_hybrid/losses_token_label.py``).
+* head: LN -> global average -> Linear (A10). Optional token-labeling auxiliary head (LV-ViT
+  style; ``token_label_head=True``, see ``ppvision_hybrid/losses_token_label.py``).
 
 Layout and speed: activations stay channels-last ``[B, H, W, C]`` from the stem to the last
 stage, so Linear/LayerNorm act on the last axis and no layout change is needed between blocks
@@ -37,7 +36,7 @@ token layout (exactly equal to ``adaptive_avg_pool2d`` and ``interpolate(bilinea
 align_corners=False)``, built from the runtime H/W so they export with dynamic shapes and put no
 ``interpolate`` op into exported graphs). MAFormer-S: ~215 ms single-thread CPU time at batch 1.
 
-Deviations from the spec (see docs/models/maformer.md):
+Deviations from the assumptions as first written (see docs/models/maformer.md):
 
 * GLD's 14x14 source grid is area pooling at every size (for maps smaller than 14 the same
   adaptive-pool rule replicates cells) instead of switching to bilinear below 14; this removes a
@@ -278,7 +277,7 @@ class SwinWindowAttention(nn.Layer):
 # Global branch: GLD (paper eq. 2) and the strided-conv ablation
 # ----------------------------------------------------------------------------------------------
 class GlobalLearningDownsample(nn.Layer):
-    """GLD: ``x_G = Pos(x) + FC(x)`` on a fixed grid (spec A4).
+    """GLD: ``x_G = Pos(x) + FC(x)`` on a fixed grid (A4).
 
     ``FC``: the map is area-pooled to ``source_grid x source_grid`` (= grid / N, N = 0.5) and a
     learned token-mixing layer maps those ``source_grid**2`` positions to ``grid**2`` global
@@ -499,10 +498,10 @@ class Stage(nn.Layer):
 # Network
 # ----------------------------------------------------------------------------------------------
 class MAFormer(HybridBackbone):
-    """MAFormer backbone / classifier (paper Table 1; spec Sec. 1.2).
+    """MAFormer backbone / classifier (paper Table 1; A1-A3).
 
     Args (beyond the HybridBackbone ones):
-        embed_dims, depths, num_heads: per stage (heads = dim / 32, spec A1).
+        embed_dims, depths, num_heads: per stage (heads = dim / 32, A1).
         stripes: CSWin stripe widths of stages 1-2 (A2).
         mlp_ratio: 4 in every stage [paper].
         drop_path_rate: stochastic depth, linear over all blocks (paper's "dropout", A11).
@@ -513,7 +512,7 @@ class MAFormer(HybridBackbone):
         embed: 'conv' (7x7/s4 stem, 3x3/s2 merging; default) | 'patch' (4x4/s4, 2x2/s2).
         pos_embed: 'dpe' (default) | 'none' for stages 3-4.
         layer_scale: None (default) or an init value for stage-3/4 LayerScale (A15).
-        token_label_head: add the token-labeling auxiliary classifier (spec Sec. 2.6).
+        token_label_head: add the token-labeling auxiliary classifier (LV-ViT token labeling).
     """
 
     classifier_prefixes = ("head.", "aux_head.")
@@ -637,7 +636,7 @@ class MAFormer(HybridBackbone):
 
 
 # ----------------------------------------------------------------------------------------------
-# Variants (paper Table 1; heads/stripes from the spec)
+# Variants (paper Table 1; heads/stripes from A1/A2)
 # ----------------------------------------------------------------------------------------------
 _VARIANTS = {
     "MAFormer_S": dict(embed_dims=(64, 128, 320, 512), depths=(3, 5, 8, 3), num_heads=(2, 4, 10, 16),

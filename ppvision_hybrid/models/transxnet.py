@@ -1,8 +1,7 @@
 """TransXNet (Lou et al., "TransXNet: Learning Both Global and Local Dynamics with a Dual Dynamic
 Token Mixer for Visual Recognition", 2023), parameter for parameter the authors' PyTorch release.
 
-Architecture (paper Sec. III, Fig. 3; details the paper omits follow the authors' code, see
-shared/notes/reference_facts.md):
+Architecture (paper Sec. III, Fig. 3; details the paper omits follow the authors' code):
 
 * stem: 7x7 stride-4 conv (no bias) + BN; downsampling: 3x3 stride-2 conv (no bias) + BN;
 * block: ``x += DPE(x)`` (depthwise 7x7), ``x += LS(D-Mixer(GN(x)))``, ``x += LS(MS-FFN(GN(x)))``
@@ -637,7 +636,7 @@ def convert_official_state_dict(model_name, state_dict):
 # ---- registered variants ------------------------------------------------------------------
 def _reference(params, macs):
     return dict(params=params, macs=macs, params_tol=0.01, macs_tol=0.01,
-                source="authors' PyTorch release, measured at 224x224 (shared/notes/reference_facts.md)")
+                source="authors' PyTorch release, measured at 224x224")
 
 
 def _build(variant, name, pretrained, kwargs):
