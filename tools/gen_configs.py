@@ -84,16 +84,82 @@ def write(path, *pieces):
         f.write(HEADER + "".join(D(p) for p in pieces))
 
 
-# ----------------------------------------------------------------------------- det bases
-def det_bases():
-    b = os.path.join(DET, "_base_")
-    write(f"{b}/runtime.yml", """
-        use_gpu: true
+def readers(workers, train_sizes, eval_size, collate, gap):
+    """``worker_num`` and PaddleDetection's Train/Eval/Test readers (``gap``: blank lines between)."""
+    norm = f"  - NormalizeImage: {{is_scale: true, mean: {MEAN}, std: {STD}}}"
+
+    def pipeline(resize, flip, batch_size, train):
+        return ["  sample_transforms:", "  - Decode: {}", resize] + (["  - RandomFlip: {prob: 0.5}"] if flip else []) + [
+            norm, "  - Permute: {}", "  batch_transforms:", "  - PadBatch: {pad_to_stride: 32}",
+            f"  batch_size: {batch_size}", f"  shuffle: {str(train).lower()}", f"  drop_last: {str(train).lower()}"]
+
+    resize = f"  - Resize: {{interp: 2, target_size: {eval_size}, keep_ratio: true}}"
+    train = (["TrainReader:"] + pipeline(f"  - RandomResize: {{target_size: {train_sizes}, interp: 2, keep_ratio: true}}",
+                                         True, 2, True)
+             + (["  collate_batch: false"] if collate else []) + ["  use_shared_memory: false"])
+    evaluation = ["EvalReader:"] + pipeline(resize, False, 1, False)
+    test = ["TestReader:", "  inputs_def:", "    image_shape: [3, -1, -1]"] + pipeline(resize, False, 1, False)
+    sep = [""] if gap else []
+    return "\n".join([f"worker_num: {workers}"] + train + sep + evaluation + sep + test) + "\n"
+
+
+def rcnn_base(arch, bbox_head, proposals, cascade, rpn, mask):
+    """The pieces of the (Cascade) Mask R-CNN base config: architecture, RPN, box head, masks."""
+    two_fc = "CascadeTwoFCHead" if cascade else "TwoFCHead"
+    iou = "          cascade_iou: [0.5, 0.6, 0.7]\n" if cascade else ""
+    decode = ("          decode:\n            name: RCNNBox\n            prior_box_var: [30.0, 30.0, 15.0, 15.0]\n"
+              if cascade else "          decode: RCNNBox\n")
+    return [f"""
+        architecture: {arch}
+
+        {arch}:
+          backbone: PVHBackbone
+          neck: FPN
+          rpn_head: RPNHead
+          bbox_head: {bbox_head}
+          mask_head: MaskHead
+          bbox_post_process: BBoxPostProcess
+          mask_post_process: MaskPostProcess
+
+        FPN:
+          out_channel: 256
+        """, D(rpn).format(pre=proposals, post=proposals), f"""
+        {bbox_head}:
+          head: {two_fc}
+          roi_extractor:
+            resolution: 7
+            sampling_ratio: 0
+            aligned: true
+          bbox_assigner: BBoxAssigner
+
+        BBoxAssigner:
+          batch_size_per_im: 512
+          bg_thresh: 0.5
+          fg_thresh: 0.5
+          fg_fraction: 0.25
+{iou}          use_random: true
+
+        {two_fc}:
+          out_channel: 1024
+
+        BBoxPostProcess:
+{decode}          nms:
+            name: MultiClassNMS
+            keep_top_k: 100
+            score_threshold: 0.05
+            nms_threshold: 0.5
+        """, D(mask)]
+
+
+def runtime(use_gpu, log_iter, save_dir):
+    """PaddleDetection's runtime keys (device, logging, export post-processing)."""
+    return f"""
+        use_gpu: {str(use_gpu).lower()}
         use_xpu: false
         use_mlu: false
         use_npu: false
-        log_iter: 20
-        save_dir: output
+        log_iter: {log_iter}
+        save_dir: {save_dir}
         snapshot_epoch: 1
         print_flops: false
         print_params: false
@@ -102,7 +168,13 @@ def det_bases():
           nms: true
           benchmark: false
           fuse_conv_bn: false
-        """)
+        """
+
+
+# ----------------------------------------------------------------------------- det bases
+def det_bases():
+    b = os.path.join(DET, "_base_")
+    write(f"{b}/runtime.yml", runtime(use_gpu=True, log_iter=20, save_dir="output"))
     for name, fields in (("coco_instance", "['image', 'gt_bbox', 'gt_class', 'gt_poly', 'is_crowd']"),
                          ("coco_detection", "['image', 'gt_bbox', 'gt_class', 'is_crowd']")):
         write(f"{b}/{name}.yml", f"""
@@ -127,54 +199,11 @@ def det_bases():
                 anno_path: annotations/instances_val2017.json
                 dataset_dir: dataset/coco
             """)
-    norm = f"- NormalizeImage: {{is_scale: true, mean: {MEAN}, std: {STD}}}"
     ms = "[" + ", ".join(f"[{s}, 1333]" for s in range(480, 801, 32)) + "]"
     for name, train_size, rcnn in (("reader_1x", "[[800, 1333]]", True), ("reader_3x_ms", ms, True),
                                    ("retina_reader_1x", "[[800, 1333]]", False),
                                    ("retina_reader_3x_ms", ms, False)):
-        collate = "  collate_batch: false\n" if rcnn else ""
-        write(f"{b}/{name}.yml", D("""
-            worker_num: 2
-            TrainReader:
-              sample_transforms:
-              - Decode: {{}}
-              - RandomResize: {{target_size: {train_size}, interp: 2, keep_ratio: true}}
-              - RandomFlip: {{prob: 0.5}}
-              {norm}
-              - Permute: {{}}
-              batch_transforms:
-              - PadBatch: {{pad_to_stride: 32}}
-              batch_size: 2
-              shuffle: true
-              drop_last: true
-            {collate}  use_shared_memory: false
-
-            EvalReader:
-              sample_transforms:
-              - Decode: {{}}
-              - Resize: {{interp: 2, target_size: [800, 1333], keep_ratio: true}}
-              {norm}
-              - Permute: {{}}
-              batch_transforms:
-              - PadBatch: {{pad_to_stride: 32}}
-              batch_size: 1
-              shuffle: false
-              drop_last: false
-
-            TestReader:
-              inputs_def:
-                image_shape: [3, -1, -1]
-              sample_transforms:
-              - Decode: {{}}
-              - Resize: {{interp: 2, target_size: [800, 1333], keep_ratio: true}}
-              {norm}
-              - Permute: {{}}
-              batch_transforms:
-              - PadBatch: {{pad_to_stride: 32}}
-              batch_size: 1
-              shuffle: false
-              drop_last: false
-            """).format(norm=norm, train_size=train_size, collate=collate))
+        write(f"{b}/{name}.yml", readers(2, train_size, "[800, 1333]", collate=rcnn, gap=True))
     rpn = """
         RPNHead:
           anchor_generator:
@@ -219,91 +248,10 @@ def det_bases():
         MaskPostProcess:
           binary_thresh: 0.5
         """
-    write(f"{b}/mask_rcnn_fpn.yml", """
-        architecture: MaskRCNN
-
-        MaskRCNN:
-          backbone: PVHBackbone
-          neck: FPN
-          rpn_head: RPNHead
-          bbox_head: BBoxHead
-          mask_head: MaskHead
-          bbox_post_process: BBoxPostProcess
-          mask_post_process: MaskPostProcess
-
-        FPN:
-          out_channel: 256
-        """, D(rpn).format(pre=1000, post=1000), """
-        BBoxHead:
-          head: TwoFCHead
-          roi_extractor:
-            resolution: 7
-            sampling_ratio: 0
-            aligned: true
-          bbox_assigner: BBoxAssigner
-
-        BBoxAssigner:
-          batch_size_per_im: 512
-          bg_thresh: 0.5
-          fg_thresh: 0.5
-          fg_fraction: 0.25
-          use_random: true
-
-        TwoFCHead:
-          out_channel: 1024
-
-        BBoxPostProcess:
-          decode: RCNNBox
-          nms:
-            name: MultiClassNMS
-            keep_top_k: 100
-            score_threshold: 0.05
-            nms_threshold: 0.5
-        """, D(mask))
-    write(f"{b}/cascade_mask_rcnn_fpn.yml", """
-        architecture: CascadeRCNN
-
-        CascadeRCNN:
-          backbone: PVHBackbone
-          neck: FPN
-          rpn_head: RPNHead
-          bbox_head: CascadeHead
-          mask_head: MaskHead
-          bbox_post_process: BBoxPostProcess
-          mask_post_process: MaskPostProcess
-
-        FPN:
-          out_channel: 256
-        """, D(rpn).format(pre=2000, post=2000), """
-        CascadeHead:
-          head: CascadeTwoFCHead
-          roi_extractor:
-            resolution: 7
-            sampling_ratio: 0
-            aligned: true
-          bbox_assigner: BBoxAssigner
-
-        BBoxAssigner:
-          batch_size_per_im: 512
-          bg_thresh: 0.5
-          fg_thresh: 0.5
-          fg_fraction: 0.25
-          cascade_iou: [0.5, 0.6, 0.7]
-          use_random: true
-
-        CascadeTwoFCHead:
-          out_channel: 1024
-
-        BBoxPostProcess:
-          decode:
-            name: RCNNBox
-            prior_box_var: [30.0, 30.0, 15.0, 15.0]
-          nms:
-            name: MultiClassNMS
-            keep_top_k: 100
-            score_threshold: 0.05
-            nms_threshold: 0.5
-        """, D(mask))
+    for name, arch, bbox_head, proposals, cascade in (
+            ("mask_rcnn_fpn", "MaskRCNN", "BBoxHead", 1000, False),
+            ("cascade_mask_rcnn_fpn", "CascadeRCNN", "CascadeHead", 2000, True)):
+        write(f"{b}/{name}.yml", *rcnn_base(arch, bbox_head, proposals, cascade, rpn, mask))
     write(f"{b}/retinanet_fpn.yml", """
         architecture: RetinaNet
 
@@ -470,6 +418,21 @@ def seg_base():
         """)
 
 
+SEG_BACKBONE = """
+    model:
+      type: {type}
+      backbone:
+        type: PVHBackbone
+        arch: {arch}
+        out_indices: [0, 1, 2, 3]
+{pretrained}
+      backbone_indices: [0, 1, 2, 3]
+    """
+#: the backbone's weights in the paper configs, and in the demos
+PRETRAINED = "        pretrained: true   # registered ImageNet-1K weights\n        model_kwargs: {{drop_path_rate: {dpr}}}"
+NOT_PRETRAINED = "        pretrained: false"
+
+
 def seg_configs():
     written = []
     for family, r in RECIPES.items():
@@ -492,16 +455,7 @@ def seg_configs():
                           warmup_iters: 1500
                           warmup_start_lr: 1.0e-6
                         """
-                    model = """
-                        model:
-                          type: UPerNet
-                          backbone:
-                            type: PVHBackbone
-                            arch: {arch}
-                            out_indices: [0, 1, 2, 3]
-                            pretrained: true   # registered ImageNet-1K weights
-                            model_kwargs: {{drop_path_rate: {dpr}}}
-                          backbone_indices: [0, 1, 2, 3]
+                    model_type, model = "UPerNet", """
                           channels: 512
                           dropout_prob: 0.1
                           enable_auxiliary_loss: true
@@ -523,16 +477,7 @@ def seg_configs():
                           warmup_iters: 1000
                           warmup_start_lr: 1.0e-6
                         """
-                    model = """
-                        model:
-                          type: PFPNNet
-                          backbone:
-                            type: PVHBackbone
-                            arch: {arch}
-                            out_indices: [0, 1, 2, 3]
-                            pretrained: true   # registered ImageNet-1K weights
-                            model_kwargs: {{drop_path_rate: {dpr}}}
-                          backbone_indices: [0, 1, 2, 3]
+                    model_type, model = "PFPNNet", """
                           channels: 256
                           fpn_inplanes: {chans}
                           dropout_ratio: 0.1
@@ -548,8 +493,9 @@ def seg_configs():
                     _base_: '../_base_/ade20k_512x512.yml'
                     # {family} paper setting: {setting} on ADE20K (150 classes)
                     iters: {iters}
-                    """, model.format(arch=arch, dpr=r["drop_path"][v], chans=CHANNELS.get(arch, "[]")),
-                    optimizer, sched)
+                    """, SEG_BACKBONE.format(
+                        type=model_type, arch=arch, pretrained=PRETRAINED.format(dpr=r["drop_path"][v])),
+                    model.format(chans=CHANNELS.get(arch, "[]")), optimizer, sched)
                 written.append(name)
     return written
 
@@ -558,21 +504,7 @@ def demo_configs():
     """Tiny configs on the generated demo set (ppvision_hybrid/datasets/dense_demo.py).
     Images are resized to 128x160 so a few CPU iterations take seconds."""
     d = os.path.join(DET, "demo")
-    write(f"{d}/_demo_det_base.yml", f"""
-        use_gpu: false
-        use_xpu: false
-        use_mlu: false
-        use_npu: false
-        log_iter: 1
-        save_dir: output/demo_det
-        snapshot_epoch: 1
-        print_flops: false
-        print_params: false
-        export:
-          post_process: true
-          nms: true
-          benchmark: false
-          fuse_conv_bn: false
+    write(f"{d}/_demo_det_base.yml", runtime(use_gpu=False, log_iter=1, save_dir="output/demo_det"), f"""
         metric: COCO
         num_classes: 2
         epoch: 1
@@ -611,46 +543,7 @@ def demo_configs():
             - params: ['norm', 'relative_position']
               weight_decay: 0.0
 
-        worker_num: 0
-        TrainReader:
-          sample_transforms:
-          - Decode: {{}}
-          - RandomResize: {{target_size: [[128, 160]], interp: 2, keep_ratio: true}}
-          - RandomFlip: {{prob: 0.5}}
-          - NormalizeImage: {{is_scale: true, mean: {MEAN}, std: {STD}}}
-          - Permute: {{}}
-          batch_transforms:
-          - PadBatch: {{pad_to_stride: 32}}
-          batch_size: 2
-          shuffle: true
-          drop_last: true
-          collate_batch: false
-          use_shared_memory: false
-        EvalReader:
-          sample_transforms:
-          - Decode: {{}}
-          - Resize: {{interp: 2, target_size: [128, 160], keep_ratio: true}}
-          - NormalizeImage: {{is_scale: true, mean: {MEAN}, std: {STD}}}
-          - Permute: {{}}
-          batch_transforms:
-          - PadBatch: {{pad_to_stride: 32}}
-          batch_size: 1
-          shuffle: false
-          drop_last: false
-        TestReader:
-          inputs_def:
-            image_shape: [3, -1, -1]
-          sample_transforms:
-          - Decode: {{}}
-          - Resize: {{interp: 2, target_size: [128, 160], keep_ratio: true}}
-          - NormalizeImage: {{is_scale: true, mean: {MEAN}, std: {STD}}}
-          - Permute: {{}}
-          batch_transforms:
-          - PadBatch: {{pad_to_stride: 32}}
-          batch_size: 1
-          shuffle: false
-          drop_last: false
-        """)
+        """, readers(0, "[[128, 160]]", "[128, 160]", collate=True, gap=False))
     small = "\n".join([
         "RPNHead:", "  train_proposal: {min_size: 0.0, nms_thresh: 0.7, pre_nms_top_n: 200, "
         "post_nms_top_n: 100, topk_after_collect: true}",
@@ -681,28 +574,12 @@ def demo_configs():
               pretrained: false
             """, extra + "\n")
     s = os.path.join(SEG, "demo")
-    for head, model in (("upernet", """
-            model:
-              type: UPerNet
-              backbone:
-                type: PVHBackbone
-                arch: MixFormer_B0
-                out_indices: [0, 1, 2, 3]
-                pretrained: false
-              backbone_indices: [0, 1, 2, 3]
+    for head, model_type, model in (("upernet", "UPerNet", """
               channels: 64
               dropout_prob: 0.1
               enable_auxiliary_loss: false
               align_corners: false
-            """), ("semantic_fpn", """
-            model:
-              type: PFPNNet
-              backbone:
-                type: PVHBackbone
-                arch: MixFormer_B0
-                out_indices: [0, 1, 2, 3]
-                pretrained: false
-              backbone_indices: [0, 1, 2, 3]
+            """), ("semantic_fpn", "PFPNNet", """
               channels: 64
               fpn_inplanes: [32, 64, 128, 256]   # tools/*_seg.py fill these from the backbone
               dropout_ratio: 0.1
@@ -752,7 +629,8 @@ def demo_configs():
               types:
                 - type: CrossEntropyLoss
               coef: [1.0]
-            """, model)
+            """, D(SEG_BACKBONE.format(type=model_type, arch="MixFormer_B0", pretrained=NOT_PRETRAINED))
+            + textwrap.indent(D(model), "  "))
 
 
 CHANNELS = {}

@@ -5,8 +5,8 @@ resolved by a numbered assumption, marked ``[A<n>]`` below and listed in
 ``docs/models/dualformer.md``.
 
 Layout: the whole network stays NCHW. Per-pixel linear maps (FFN, projections, W_v) are 1x1
-convolutions, so the only layout transposes are the two inside each channel LayerNorm (measured
-faster than reducing over the channel axis); the multi-head partition attention (MHPA, Sec. 3.2)
+convolutions, so the only layout transposes are the two inside each channel LayerNorm (faster
+than reducing over the channel axis, docs/benchmarks.md); the multi-head partition attention (MHPA, Sec. 3.2)
 works on ``(B, heads, d_h, m)`` tokens, which is a free reshape of NCHW.
 
 Partition-wise attention without sorting: the LSH partition of every token is turned into a
@@ -34,8 +34,8 @@ PAPER = "Dual Path Transformer with Partition Attention, arXiv 2305.14768"
 class ChannelLayerNorm(nn.Layer):
     """LayerNorm over the channel axis of an NCHW map (the token LayerNorm of a transformer).
 
-    Implemented as NCHW -> NHWC, ``F.layer_norm``, back: on Paddle's CPU kernels this is ~9x
-    faster than reducing over axis 1 with element-wise ops (0.21 vs 1.9 ms at 1x64x56x56).
+    Implemented as NCHW -> NHWC, ``F.layer_norm``, back: Paddle's CPU kernels run that much faster
+    than a reduction over axis 1 (docs/benchmarks.md, "Measurements behind the model code").
     ``affine=False`` gives a parameter-free normaliser (used on the pyramid outputs).
     """
 
@@ -184,8 +184,8 @@ class PartitionAttention(nn.Layer):
         # so masking non-members to 0 cannot win the max, and empty partitions get a finite 0
         # (the one-hot matmul below never meets inf * 0).
         shifted = xs - xs.detach().min(axis=-1, keepdim=True)                    # (B, h, d, m) >= 0
-        # Explicit expands + a same-shape multiply: Paddle's CPU broadcasting multiply of these
-        # 5-D operands is ~6x slower (3.0 vs 0.5 ms at 4 heads x 14x14 tokens).
+        # Explicit expands + a same-shape multiply: Paddle's CPU broadcasting multiply of 5-D
+        # operands is far slower (docs/benchmarks.md).
         K, d = self.num_partitions, self.head_dim
         masked = (shifted.detach().unsqueeze(2).expand([-1, -1, K, -1, -1])
                   * P.unsqueeze(3).expand([-1, -1, -1, d, -1]))                   # (B, h, K, d, m)

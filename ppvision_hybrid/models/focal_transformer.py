@@ -44,7 +44,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import DropPath, Mlp, ones_, pad_nhwc, trunc_normal_, zeros_
+from ..layers import DropPath, Mlp, init_weights_vit, pad_nhwc, trunc_normal_, zeros_
 from ..layers import relative_position_index as swin_relative_position_index
 from ..paddle_compat import in_legacy_static_mode, pad_arg
 from ..registry import register_converter
@@ -467,14 +467,7 @@ class FocalTransformer(HybridBackbone):
     def _init_weights(self):
         # The authors: trunc-normal(0.02) for every Linear (the sub-window pooling included), zero
         # biases, LayerNorm (1, 0); convolutions keep the framework default.
-        for layer in self.sublayers():
-            if isinstance(layer, nn.Linear):
-                trunc_normal_(layer.weight, std=0.02)
-                if layer.bias is not None:
-                    zeros_(layer.bias)
-            elif isinstance(layer, nn.LayerNorm):
-                ones_(layer.weight)
-                zeros_(layer.bias)
+        self.apply(init_weights_vit)
 
     def _run_stages(self, x, last_stage=3):
         x = self.pos_drop(self.patch_embed(x))

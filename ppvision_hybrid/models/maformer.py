@@ -34,7 +34,7 @@ slices (``_attend``); CSWin's vertical stripes are computed as horizontal stripe
 transposed map; GLD's pooling / bilinear resampling are separable matrix products applied in
 token layout (exactly equal to ``adaptive_avg_pool2d`` and ``interpolate(bilinear,
 align_corners=False)``, built from the runtime H/W so they export with dynamic shapes and put no
-``interpolate`` op into exported graphs). MAFormer-S: ~215 ms single-thread CPU time at batch 1.
+``interpolate`` op into exported graphs). Timings: docs/models/maformer.md, "Speed".
 
 Deviations from the assumptions as first written (see docs/models/maformer.md):
 
@@ -121,9 +121,8 @@ def _attend(q, k, v, num_heads, scale, key_bias=None, groups=1):
     q [N, Lq, h*d], k / v [N, Lk, h*d] -> [N, Lq, h*d]. ``key_bias`` [groups, Lk] is added to the
     logits of every query, where ``N = B * groups`` (window j of every image gets row j).
     Heads are processed one by one on channel slices with 3-D matmuls and concatenated: no head
-    transposes. On Paddle's CPU kernels a [N, L, h, d] -> [N, h, L, d] transpose (or a reshape
-    of a split view) takes a slow generic path whenever N > 1; the per-head loop measured 7%
-    faster at batch 1 and 25% faster at batch 4 for MAFormer-S (single-thread CPU time).
+    transposes: Paddle's CPU transpose of [N, L, h, d] takes a slow generic path whenever N > 1
+    (docs/models/maformer.md, "Speed").
     """
     C = q.shape[-1]
     d = C // num_heads

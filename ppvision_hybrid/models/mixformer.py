@@ -15,8 +15,8 @@ pull request that never reached PaddleClas develop), so its ``.pdparams`` load a
 Differences from the official code (function unchanged where it runs):
 
 * Layout. The official block moves every tensor between window and NCHW layouts with six-D
-  transposes (five per block). Paddle's dygraph strided-copy of such permutations is ~100x slower
-  than a row gather, so here the residual stream stays in raster token order ``[B, H*W, C]``;
+  transposes (five per block). Paddle's dygraph strided copy of such permutations is far slower
+  than a row gather (docs/benchmarks.md), so here the residual stream stays in raster token order ``[B, H*W, C]``;
   the attention branch reaches window order with one ``gather`` of the qkv rows and returns
   with one ``gather``; heads move to the batch axis with 3-D transposes; the per-pixel
   ``spatial_interaction`` convs and ``conv_norm`` run on tokens (same weights, ``matmul`` /
@@ -104,8 +104,8 @@ def window_attention_indices(Hp, Wp, window_size, num_heads, xp=paddle):
     * ``out_index``: rows of one image's attention output ``[nW*heads*N, head_dim]`` -> raster
       ``[L, heads*head_dim]``.
 
-    A row gather replaces the six-D transposes of window partition/reverse, whose strided copy
-    is ~100x slower in Paddle dygraph. Each index is a sum of strided ``arange``s (no integer
+    A row gather replaces the six-D transposes of window partition/reverse (their strided copy
+    is far slower in Paddle dygraph, docs/benchmarks.md). Each index is a sum of strided ``arange``s (no integer
     transpose, and no multiplication after an integer sum: Paddle 3.3.1's oneDNN passes turn
     both into wrong graphs, docs/deploy.md). Sizes may be symbolic (``xp=paddle``); static
     sizes use :func:`static_window_attention_indices`.

@@ -159,7 +159,7 @@ class IDConvDeploy(nn.Layer):
     """IDConv's inference form (:meth:`IDConv.deploy_twin`): the same function with only static
     conv kernels, so it traces with a dynamic batch and runs right in Paddle Inference, whose
     oneDNN conv caches its kernel per input shape and would silently reuse the first call's
-    computed kernel on every later call (measured on 3.3.1).
+    computed kernel on every later call (docs/deploy.md, "oneDNN on Paddle 3.3.1").
 
     :meth:`dynamic_mixer` computes :meth:`IDConv.dynamic_kernels` in fewer ops, as one
     ``[B*C, K+1, K+1]`` matrix per sample and channel: the KxK kernel at ``[:K, :K]``, the bias at
@@ -204,9 +204,8 @@ class IDConvDeploy(nn.Layer):
         else:
             attn = self.logits(hidden).reshape([0, g, c, k + 1, k + 1])
             mixed = (F.softmax(attn, axis=1) * self.table.unsqueeze(0)).sum(axis=1)
-        # The reshape is needed: Paddle 3.3.1's oneDNN matmul reads a conv's (channels-last)
-        # output wrongly when it takes it directly (measured: relative error 0.2-2), and the
-        # oneDNN reshape hands it a plain-layout copy.
+        # The reshape hands oneDNN's matmul a plain-layout copy of the conv output, which it
+        # otherwise misreads (docs/deploy.md, "oneDNN on Paddle 3.3.1").
         return mixed.reshape([-1, k + 1, k + 1])
 
     def conv_separable(self, x, mixer):
@@ -226,9 +225,9 @@ class IDConvDeploy(nn.Layer):
         mixed = paddle.matmul(mixer, rows.reshape([0, k + 1, -1]))                    # [B*C, K+1, H*W]
         if isinstance(h, int) and 0 < h <= COLUMN_MATMUL_MAX_HEIGHT:
             # A static height: the column sum as one product with a constant [H, (K+1)*H] 0/1
-            # matrix, straight to [B, C, H, W]. oneDNN runs the Kx1 conv's single output channel
-            # poorly (2-thread TransXNet-T stage 3: 0.65 -> 0.31 ms per block); the product does
-            # (K+1)*H multiply-adds per output instead of K+1, so large (dense-task) maps keep the conv.
+            # matrix, straight to [B, C, H, W] (oneDNN runs the Kx1 conv's single output channel
+            # slowly, docs/benchmarks.md); the product does (K+1)*H multiply-adds per output
+            # instead of K+1, so large (dense-task) maps keep the conv.
             shift = paddle.to_tensor(column_shift_matrix(h, k), dtype=x.dtype)
             return paddle.matmul(shift, mixed.reshape([-1, c, (k + 1) * h, w]))
         out = F.conv2d(mixed.reshape([-1, k + 1, h, w]), self.col_kernel, padding=[k // 2, 0])
