@@ -88,6 +88,7 @@ MODULE_MARKERS = {
     "test_deploy": ("export",),
     "test_reparameterize": ("export",),
     "test_predict_cls": ("export",),
+    "test_add_family": ("export", "toolkit", "slow"),
 }
 #: substring of a test's name -> marker (wherever the test lives)
 NAME_MARKERS = {"onnx": "onnx", "export": "export", "onednn": "export", "inference": "export",
