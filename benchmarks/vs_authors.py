@@ -89,12 +89,13 @@ def _thread_env(threads, pin=False):
 
 
 def _timer():
-    """tools/benchmark.py's ``time_calls``; that module imports only the standard library at the
-    top, so the authors' interpreter (which may lack paddle) can use it too."""
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-    from tools.benchmark import time_calls
-    return time_calls
+    """The project's timer, ``ppvision_hybrid/timing.py`` (standard library only), loaded from its
+    file: importing the package would import paddle, which the authors' interpreter may lack."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("ppvh_timing", os.path.join(ROOT, "ppvision_hybrid", "timing.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.time_calls
 
 
 def _peak_rss_mb():
@@ -270,7 +271,7 @@ def child_ours(args):
         return
     expected = np.load(os.path.join(args.model_dir, EXPECTED))
     if args.ours == "onnxruntime":
-        from tools.export_onnx import onnx_session, run_onnx
+        from ppvision_hybrid.onnx import onnx_session, run_onnx
         session = onnx_session(os.path.join(args.model_dir, "model.onnx"), args.threads)
         predict = (lambda v: run_onnx(session, v))
     else:
@@ -316,7 +317,7 @@ def prepare_ours(args):
         np.save(os.path.join(args.model_dir, EXPECTED), expected)
     onnx_file = os.path.join(args.model_dir, "model.onnx")
     if args.ours == "onnxruntime" and not os.path.exists(onnx_file):
-        from tools.export_onnx import convert_and_verify
+        from ppvision_hybrid.onnx import convert_and_verify
         convert_and_verify(args.model_dir, onnx_file, shapes=[(1, 3, args.image_size, args.image_size)],
                            threads=args.threads, log=lambda *a: None)
 

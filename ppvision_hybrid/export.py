@@ -8,7 +8,7 @@ from paddle.static import InputSpec
 
 from .io_atomic import atomic_directory, fault_point
 
-__all__ = ["ExportError", "deploy_copy", "export_inference_model", "inference_model_files"]
+__all__ = ["ExportError", "deploy_copy", "export_inference_model"]
 
 
 class _WithSoftmax(nn.Layer):
@@ -77,12 +77,3 @@ def _read_back(prefix, save_dir):
                           f"({first}); the disk may be full. Nothing was replaced: the previous "
                           f"contents of {save_dir} are as they were") from e
 
-
-def inference_model_files(model_dir, filename="inference"):
-    """(model_file, params_file) in ``model_dir``, accepting the 3.x ``.json`` or 2.6 ``.pdmodel``."""
-    params = os.path.join(model_dir, filename + ".pdiparams")
-    for ext in (".json", ".pdmodel"):
-        path = os.path.join(model_dir, filename + ext)
-        if os.path.exists(path):
-            return path, params
-    raise FileNotFoundError(f"no {filename}.json or {filename}.pdmodel in {model_dir}")

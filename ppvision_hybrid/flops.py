@@ -11,8 +11,9 @@ forward pass, we count:
 * every ``paddle.addmm`` (a Linear with its bias folded into the GEMM): ``out.numel * K``.
 
 Norms, activations, pooling and element-wise ops are not counted (the convention of the
-papers' tables and of the measured numbers in shared/notes/reference_facts.md).
+papers' tables and of the measured numbers in the counts measured on the authors' code, listed per family in docs/models/).
 """
+import argparse
 import contextlib
 
 import numpy as np
@@ -20,7 +21,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-__all__ = ["count_params", "count_macs", "model_info", "format_table"]
+__all__ = ["count_params", "count_macs", "model_info", "format_table", "main"]
 
 
 def count_params(model, trainable_only=True) -> int:
@@ -143,3 +144,65 @@ def format_table(rows) -> str:
         inp = "x".join(str(s) for s in r["input_size"])
         lines.append(f"| {r['name']} | {inp} | {r['params'] / 1e6:.3f} | {r['macs'] / 1e9:.3f} | {rp} | {rm} |")
     return "\n".join(lines)
+
+
+# ---- command line (tools/model_info.py, console script ppvh-model-info) ----------------------
+_CLI_DOC = """Print trainable parameters and multiply-accumulates (attention matmuls included) of registered
+models as a markdown table, next to the reference numbers each model registers.
+
+    ppvh-model-info MixFormer_B0 MixFormer_B4
+    ppvh-model-info 'MixFormer*' --input-size 3 384 384
+    ppvh-model-info --all
+"""
+
+
+def _parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="ppvh-model-info", description=_CLI_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="model names or shell-style patterns ('MixFormer*')")
+    parser.add_argument("--all", action="store_true", help="every registered model")
+    parser.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), default=None,
+                        help="input size (default: each model's registered default, 3 224 224)")
+    parser.add_argument("--class-num", type=int, default=1000)
+    args = parser.parse_args(argv)
+    if not args.names and not args.all:
+        parser.error("give model names/patterns or --all")
+    return args
+
+
+def _resolve_names(patterns, use_all):
+    from . import registry as pvh
+    if use_all:
+        return pvh.list_models()
+    names = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            found = pvh.list_models(pattern)
+            if not found:
+                raise SystemExit(f"no registered model matches '{pattern}'")
+        else:
+            pvh.get_model_spec(pattern)  # unknown names fail with suggestions
+            found = [pattern]
+        names.extend(n for n in found if n not in names)
+    return names
+
+
+def main(argv=None):
+    """``ppvh-model-info`` / ``python tools/model_info.py``: the table for names or patterns."""
+    args = _parse_args(argv)
+    from .registry import get_model_spec
+    try:
+        names = _resolve_names(args.names, args.all)
+    except KeyError as e:
+        raise SystemExit(str(e).strip("'\""))
+    rows = []
+    for name in names:
+        default = get_model_spec(name).default_input
+        size = tuple(args.input_size) if args.input_size else default
+        row = model_info(name, input_size=size, class_num=args.class_num)
+        if size != tuple(default) or args.class_num != 1000:
+            row["reference"] = {}  # reference numbers hold for the default input and 1000 classes
+        rows.append(row)
+    print(format_table(rows))
+
+    return 0

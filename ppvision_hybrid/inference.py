@@ -18,7 +18,6 @@ diagnostic that finds such a pass in a new graph.
 import contextlib
 import os
 import tempfile
-import time
 
 import numpy as np
 
@@ -396,15 +395,14 @@ def find_breaking_onednn_passes(model_path, inputs, expected, rtol=1e-4, cpu_thr
 
 
 def time_predictor(predictor, batch, warmup=3, repeats=10, max_seconds=None):
-    """Per-call latencies in milliseconds (after ``warmup`` calls)."""
-    for _ in range(warmup):
-        predictor(batch)
-    times = []
-    start = time.perf_counter()
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        predictor(batch)
-        times.append((time.perf_counter() - t0) * 1e3)
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            break
-    return times
+    """Latencies in milliseconds of ``predictor(batch)`` (:func:`ppvision_hybrid.timing.time_calls`)."""
+    try:
+        from .timing import time_calls
+    except ImportError:  # this file loaded on its own (deploy/python/predict_cls.py): its sibling
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(
+            "ppvh_timing", os.path.join(os.path.dirname(os.path.abspath(__file__)), "timing.py"))
+        timing = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(timing)
+        time_calls = timing.time_calls
+    return time_calls(lambda: predictor(batch), warmup, repeats, max_seconds)

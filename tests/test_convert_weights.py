@@ -17,7 +17,7 @@ import pytest
 
 import ppvision_hybrid as pvh
 from ppvision_hybrid.pth import PthError, load_pth, save_pth
-from test_transxnet import DATA, official_keys, official_random_state
+from conftest import DATA, official_keys, official_random_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("convert_weights", os.path.join(ROOT, "tools", "convert_weights.py"))

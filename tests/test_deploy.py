@@ -36,7 +36,7 @@ CASES = ((1, 224, 224), (1, 200, 328), (1, 224, 224), (2, 200, 328))
 #: families paddle2onnx 2.1.0 cannot convert today, with the reason: the tool must refuse
 #: loudly for them and never leave a file. Once a family converts, its test checks the numbers.
 #: (TransXNet converts since IDConv's adaptive pooling is traced as matrix products and
-#: tools/export_onnx.py restores the GroupNorm epsilon paddle2onnx drops.)
+#: ppvision_hybrid.onnx restores the GroupNorm epsilon paddle2onnx drops.)
 ONNX_KNOWN_UNSUPPORTED = {}
 
 
@@ -339,7 +339,7 @@ def test_tensorrt_matches_dygraph(exported, name):
 def test_onnx_runtime_matches_dygraph(exported, name, tmp_path):
     pytest.importorskip("paddle2onnx")
     pytest.importorskip("onnxruntime")
-    from tools.export_onnx import (ConversionError, VerificationError, convert_and_verify, onnx_session,
+    from ppvision_hybrid.onnx import (ConversionError, VerificationError, convert_and_verify, onnx_session,
                                    run_onnx)
     family = ppvision_hybrid.get_model_spec(name).family
     model_dir, cases = exported(name)
@@ -362,7 +362,7 @@ def test_onnx_mismatch_is_an_error_and_leaves_no_file(exported, tmp_path, monkey
     """A converted file whose numbers differ from Paddle is never written."""
     pytest.importorskip("paddle2onnx")
     pytest.importorskip("onnxruntime")
-    import tools.export_onnx as export_onnx
+    import ppvision_hybrid.onnx as export_onnx
     model_dir, _ = exported(MODELS[0])
     real_verify = export_onnx.verify
     calls = []
@@ -628,7 +628,7 @@ def test_onnx_keeps_the_group_norm_epsilon(tmp_path):
     """paddle2onnx 2.1.0 writes garbage (mostly ~0) for a Paddle 3.x group_norm's float64
     epsilon; the converter must put the program's values back, in order."""
     pytest.importorskip("paddle2onnx")
-    from tools.export_onnx import group_norm_epsilons, paddle_to_onnx_bytes
+    from ppvision_hybrid.onnx import group_norm_epsilons, paddle_to_onnx_bytes
 
     class Norms(paddle.nn.Layer):
         def __init__(self):
@@ -677,7 +677,7 @@ def test_group_norm_epsilon_restored_whatever_paddle2onnx_wrote():
     on a random node (seen: -6.5e15, -9.7e37, 1.6e19) made a CI run fail twice in a row. One node
     per group_norm: every node gets its op's value, in program order."""
     pytest.importorskip("onnx")
-    from tools.export_onnx import restore_group_norm_epsilon
+    from ppvision_hybrid.onnx import restore_group_norm_epsilon
     garbage = [0.0, 1.65e19, -6.54e15, 1e-3]  # the last one looks plausible and is still wrong
     program = [1e-5, 1e-3, 1e-6, 1e-5]
     assert _epsilons(restore_group_norm_epsilon(_instance_norm_graph(garbage), program)) == \

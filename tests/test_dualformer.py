@@ -1,6 +1,6 @@
 """DualFormer specifics: LSH partition-wise attention (MHPA) against a loop reference, cost
 linear in tokens, determinism of the fixed hyperplanes (eval, reload, export), odd sizes, and
-the spec's assumptions (shared/specs/dualformer.md). The registry harness (tests/test_models.py)
+the numbered assumptions (docs/models/dualformer.md). The registry harness (tests/test_models.py)
 covers the generic surface."""
 import json
 import os

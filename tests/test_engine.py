@@ -357,8 +357,8 @@ def test_export_model_without_config(tmp_path):
     _run_tool("export_model.py", ["--model", "MixFormer_B0", "--class-num", "5", "--image-shape", "3", "32", "32",
                                   "--output", str(out)], tmp_path)
     from paddle import inference
-    from ppvision_hybrid.export import inference_model_files
-    model_file, params_file = inference_model_files(str(out))
+    from ppvision_hybrid.inference import model_files
+    model_file, params_file = model_files(str(out))
     cfg = inference.Config(model_file, params_file)
     cfg.disable_mkldnn()
     predictor = inference.create_predictor(cfg)

@@ -133,7 +133,7 @@ def test_allowlist_matches_the_suites_skip_messages():
                         "(PPVH_FULL_TESTS=1 for all)") is not None
     assert allowed_skip("paddlehub is optional (deploy/paddlehub/requirements.txt)") is not None
     for reason in ("could not import 'paddle2onnx': No module named 'paddle2onnx'",
-                   "no oneDNN in this Paddle build", "shared/reference not present on this machine",
+                   "no oneDNN in this Paddle build", "reference data not present on this machine",
                    "could not import 'paddlehub': No module named 'requests'"):
         assert allowed_skip(reason) is None, reason
     assert len(SKIP_ALLOWLIST) == 5

@@ -22,7 +22,7 @@ from ppvision_hybrid.models.mixformer import window_attention_indices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "data")
-KEYS_FILE = os.path.join(DATA, "mixformer_b0_keys.txt.gz")  # = shared/reference/keys_mixformer_b0.txt
+KEYS_FILE = os.path.join(DATA, "mixformer_b0_keys.txt.gz")  # the authors' MixFormer-B0 key list
 RECORD_FILE = os.path.join(DATA, "mixformer_b0_official.npz")
 # (name, input shape, training mode) of the recorded official forward passes
 CASES = [("eval_224", (1, 3, 224, 224), False),
@@ -200,13 +200,14 @@ def test_onednn_inference_equals_dygraph(tmp_path):
     # Exported graphs run through every oneDNN fuse pass, none deleted: the window-gather indices
     # avoid the integer patterns two of them mistranslate (docs/deploy.md).
     from paddle import inference
-    from ppvision_hybrid.export import export_inference_model, inference_model_files
+    from ppvision_hybrid.export import export_inference_model
+    from ppvision_hybrid.inference import model_files
     if not hasattr(inference.Config, "enable_mkldnn"):
         pytest.skip("no oneDNN in this Paddle build")
     model = pvh.create_model("MixFormer_B0", class_num=10)
     model.eval()
     export_inference_model(model, str(tmp_path), image_shape=(3, 224, 224))
-    cfg = inference.Config(*inference_model_files(str(tmp_path)))
+    cfg = inference.Config(*model_files(str(tmp_path)))
     cfg.disable_gpu()
     cfg.enable_mkldnn()
     cfg.disable_glog_info()

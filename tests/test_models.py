@@ -37,8 +37,13 @@ def test_registry_lists_every_family():
     assert set(pvh.list_families()) >= {"mixformer"}
     assert pvh.list_models("MixFormer_B*") == [f"MixFormer_B{i}" for i in range(7)]
     # one variant per family, the one with the fewest reference parameters
-    assert smallest_per_family() == ["DualFormer_T", "FocalTransformer_T", "MAFormer_S",
-                                     "MixFormer_B0", "TransXNet_T"]
+    smallest = smallest_per_family()
+    assert sorted(get_model_spec(n).family for n in smallest) == pvh.list_families()
+    for name in smallest:
+        family = get_model_spec(name).family
+        fewest = min(get_model_spec(n).reference.get("params", float("inf"))
+                     for n in pvh.list_models(family=family))
+        assert get_model_spec(name).reference.get("params", float("inf")) == fewest, name
 
 
 def test_unknown_model_name_is_a_clear_error():

@@ -19,67 +19,10 @@ import ppvision_hybrid as pvh
 from ppvision_hybrid.models import transxnet as tx
 from ppvision_hybrid.weights import CheckpointError, load_state_dict_checked
 
-from conftest import randomize_batch_norms
+from conftest import DATA, official_keys, official_random_state, parse_key_list, randomize_batch_norms
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 SHARED_KEYS = os.path.join(DATA, "transxnet_t_reference_keys.txt.gz")  # the authors' key list, as listed
 NAMES = {"t": "TransXNet_T", "s": "TransXNet_S", "b": "TransXNet_B"}
-
-
-# ---- helpers shared with the recording script -------------------------------------------
-def _parse_keys(lines):
-    keys = []
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        name, rest = line.split(" ", 1)
-        shape_txt, dtype = rest.rsplit(" ", 1)
-        shape = tuple(int(s) for s in shape_txt.strip("[]").split(",") if s.strip())
-        keys.append((name, shape, dtype))
-    return keys
-
-
-def official_keys(arch="t", dense=False):
-    """(name, shape, dtype) of the authors' state dict, in their order; ``dense`` gives the
-    ``fork_feat=True`` layout (no classifier, GroupNorms norm0/2/4/6)."""
-    with gzip.open(os.path.join(DATA, f"transxnet_{arch}_keys.txt.gz"), "rt") as f:
-        keys = _parse_keys(f)
-    if dense:
-        keys = [k for k in keys if not k[0].startswith("classifier.")]
-        for i in range(4):
-            dim = dict((n, s) for n, s, _ in keys)[f"network.{2 * i}.0.norm1.weight"][0]
-            keys += [(f"norm{2 * i}.weight", (dim,), "float32"), (f"norm{2 * i}.bias", (dim,), "float32")]
-    return keys
-
-
-def official_random_state(keys, seed):
-    """Deterministic random weights in the official layout (numpy's PCG64 is stable across
-    versions): conv/linear weights ~ N(0, 1/fan_in), norm scales ~ 1 + 0.2 N, biases ~ 0.1 N,
-    layer scales ~ 0.3 N, relative position terms ~ N(0, 1), BN statistics non-trivial."""
-    rng = np.random.default_rng(seed)
-    state = {}
-    for name, shape, dtype in keys:
-        if name.endswith("num_batches_tracked"):
-            state[name] = np.array(0, dtype=np.int64)
-            continue
-        if name.endswith("running_mean"):
-            v = 0.1 * rng.standard_normal(shape)
-        elif name.endswith("running_var"):
-            v = 0.5 + rng.random(shape)
-        elif name.startswith("relative_pos_enc"):
-            v = rng.standard_normal(shape)
-        elif ".layer_scale_" in name:
-            v = 0.3 * rng.standard_normal(shape)
-        elif len(shape) == 1 and name.endswith(".weight"):
-            v = 1.0 + 0.2 * rng.standard_normal(shape)
-        elif len(shape) == 1 or name.endswith(".bias"):
-            v = 0.1 * rng.standard_normal(shape)
-        else:
-            fan_in = int(np.prod(shape[1:]))
-            v = rng.standard_normal(shape) / np.sqrt(fan_in)
-        state[name] = v.astype(np.float32)
-    return state
 
 
 def _converted_model(seed, dense=False):
@@ -98,7 +41,7 @@ def recorded():
 # ---- converter coverage -----------------------------------------------------------------
 def test_recorded_keys_are_the_official_reference_keys():
     with gzip.open(SHARED_KEYS, "rt") as f:
-        assert official_keys("t") == _parse_keys(f)
+        assert official_keys("t") == parse_key_list(f)
 
 
 @pytest.mark.parametrize("arch", ["t", "s", "b"])
@@ -263,7 +206,8 @@ def test_default_drop_path_follows_the_paper():
     blocks = [b for stage in model.stages for b in stage]
     assert isinstance(blocks[0].drop_path, paddle.nn.Identity)
     assert blocks[-1].drop_path.drop_prob == pytest.approx(0.1)
-    assert tx.ARCH_SETTINGS["S"]["drop_path_rate"] == 0.2 and tx.ARCH_SETTINGS["B"]["drop_path_rate"] == 0.4
+    assert tx.VARIANTS["TransXNet_S"].cfg["drop_path_rate"] == 0.2
+    assert tx.VARIANTS["TransXNet_B"].cfg["drop_path_rate"] == 0.4
     model = pvh.create_model("TransXNet_T", drop_path_rate=0.3)
     assert [b for s in model.stages for b in s][-1].drop_path.drop_prob == pytest.approx(0.3)
 

@@ -36,7 +36,6 @@ import platform
 import re
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
@@ -116,15 +115,12 @@ def machine_description(env):
 
 
 def time_calls(fn, warmup, repeats):
-    """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, sorted."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)
+    """:func:`ppvision_hybrid.timing.time_calls`, imported on first use (this module sets the
+    environment before anything imports paddle, which the package does)."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from ppvision_hybrid.timing import time_calls as timer
+    return timer(fn, warmup, repeats)
 
 
 def _median_ms(fn, warmup, repeats):
@@ -154,7 +150,7 @@ def _runners(name, backend, model, model_dir, onnx_file, threads, batch, keep_in
     if backend == "onnxruntime":
         if onnx_file is None:
             return None
-        from tools.export_onnx import onnx_session, run_onnx
+        from ppvision_hybrid.onnx import onnx_session, run_onnx
         session = onnx_session(onnx_file, threads)
         return lambda x: run_onnx(session, x)
     if backend == "paddle_gpu":
@@ -184,7 +180,7 @@ def benchmark_model(name, backends, args, log=print):
         export_inference_model(model, model_dir, image_shape=(3, size, size), dynamic_hw=False)
         onnx_file = None
         if "onnxruntime" in backends:
-            from tools.export_onnx import ConversionError, VerificationError, convert_and_verify
+            from ppvision_hybrid.onnx import ConversionError, VerificationError, convert_and_verify
             onnx_file = os.path.join(tmp, "model.onnx")
             try:
                 convert_and_verify(model_dir, onnx_file, shapes=[(1, 3, size, size)], threads=args.threads,

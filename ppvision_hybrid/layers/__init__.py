@@ -1,6 +1,6 @@
 """Building blocks shared by the families. Knows no family."""
 from .drop import DropPath, drop_path
-from .init import trunc_normal_, zeros_, ones_, constant_, kaiming_normal_fan_out_, init_weights_vit
+from .init import trunc_normal_, zeros_, ones_, kaiming_normal_fan_out_, init_weights_vit
 from .window import pad_nhwc, pad_to_multiple, window_partition, window_reverse
 from .relpos import relative_position_index
 from .conv_bn import ConvBN, ConvBNAct
@@ -13,7 +13,7 @@ from .depthwise import DepthwiseConv2D, depthwise_conv2d
 from .activation import GELU, gelu
 
 __all__ = [
-    "DropPath", "drop_path", "trunc_normal_", "zeros_", "ones_", "constant_",
+    "DropPath", "drop_path", "trunc_normal_", "zeros_", "ones_",
     "kaiming_normal_fan_out_", "init_weights_vit", "pad_nhwc", "pad_to_multiple", "window_partition",
     "window_reverse", "relative_position_index", "ConvBN", "ConvBNAct", "Mlp",
     "batch_norm_channels_last", "adaptive_pool_matrix",

@@ -8,10 +8,6 @@ zeros_ = Constant(value=0.0)
 ones_ = Constant(value=1.0)
 
 
-def constant_(param, value):
-    Constant(value=value)(param)
-
-
 def trunc_normal_(param, std=0.02):
     # Truncated at +-2 std, like timm's trunc_normal_(std=.02) with a=-2, b=2 in absolute units
     # (for std=0.02 both truncate far outside the bulk; the difference is immaterial).

@@ -1,25 +1,59 @@
-"""The surface every backbone offers (timm/PaddleClas conventions).
+"""The one template every family uses (timm/PaddleClas conventions).
 
-A family subclasses :class:`HybridBackbone` and implements four methods:
+A family file holds its layers, one :class:`HybridBackbone` subclass and one variant table,
+registered with :func:`register_variants` (the builder, like timm's ``build_model_with_cfg``).
+The subclass implements:
 
 * ``forward_features(x)`` -> pooled feature vector ``[B, num_features]`` (PaddleClas convention);
-* ``forward_head(x)`` -> logits from that vector;
 * ``forward_pyramid(x)`` -> list of NCHW maps, one per entry of ``self.out_indices``
-  (stage ``i`` has stride ``4 * 2**i``); any input size, padding handled inside;
-* ``reset_classifier(class_num)``.
+  (stage ``i`` has stride ``4 * 2**i``); any input size, padding handled inside.
 
-The base class provides ``forward`` (classification, or the pyramid when
-``features_only=True``), input validation with clear errors, ``feature_info``,
+and sets ``feature_info`` / ``num_features``. The base class provides ``forward``
+(classification, or the pyramid when ``features_only=True``), ``forward_head`` /
+``reset_classifier`` / head init for a Linear ``head`` (:meth:`HybridBackbone.classifier`),
+per-stage output norms in one container (:class:`StageNorms`, keys ``out_norms.<i>.*``), the
+stochastic-depth schedule (:func:`drop_path_rates`), input validation with clear errors,
 ``out_channels`` / ``out_strides`` for dense-task adapters, ``no_weight_decay`` and
 ``re_parameterize`` (the inference form; layers opt in with ``deploy_twin``, see
 :mod:`ppvision_hybrid.layers.reparam`).
+
+``features_only=True`` means the same thing in every family: ``forward`` returns
+``forward_pyramid``, each returned stage goes through the family's per-stage norm (where its
+paper's dense heads use one), and a model built without a classifier refuses
+``forward_features`` / ``reset_classifier`` with one message.
 """
+import warnings
+from dataclasses import dataclass, field
+from typing import Dict
+
+import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ..layers import re_parameterize_layers
+from ..layers import init_weights_vit, re_parameterize_layers
+from ..registry import register_model
 
-__all__ = ["HybridBackbone", "build_model"]
+__all__ = ["HybridBackbone", "StageNorms", "Variant", "build_model", "drop_path_rates",
+           "reference_counts", "register_variants"]
+
+
+def drop_path_rates(drop_path_rate, depths):
+    """Stochastic depth rising linearly from 0 to ``drop_path_rate`` over all blocks (the rule of
+    Swin, timm and every family here), split per stage: ``[[rates of stage 0], ...]``."""
+    rates = np.linspace(0, drop_path_rate, sum(depths)).tolist()
+    starts = np.cumsum([0] + list(depths)).tolist()
+    return [rates[starts[i]:starts[i + 1]] for i in range(len(depths))]
+
+
+class StageNorms(nn.LayerDict):
+    """The per-stage output norms of a dense backbone, one per returned stage, keyed by stage
+    index (state-dict keys ``out_norms.<i>.*``, the authors' dense releases' layout)."""
+
+    def __init__(self, make_norm, channels, stages):
+        super().__init__({str(i): make_norm(channels[i]) for i in stages})
+
+    def normalize(self, stage, x):
+        return self[str(stage)](x)
 
 
 class HybridBackbone(nn.Layer):
@@ -49,14 +83,37 @@ class HybridBackbone(nn.Layer):
     def forward_features(self, x):
         raise NotImplementedError
 
-    def forward_head(self, x):
-        raise NotImplementedError
-
     def forward_pyramid(self, x):
         raise NotImplementedError
 
+    # ---- classifier -------------------------------------------------------------------------
+    def classifier(self, class_num):
+        """A new (uninitialised) classifier for ``class_num`` classes; ``Identity`` for 0."""
+        return nn.Linear(self.num_features, class_num) if class_num > 0 else nn.Identity()
+
+    @staticmethod
+    def init_head(head):
+        """Head init of every family's authors: trunc-normal(0.02) weight, zero bias."""
+        init_weights_vit(head)
+
+    def has_classifier(self):
+        return getattr(self, "head", None) is not None
+
+    def require_classifier(self, what):
+        if not self.has_classifier():
+            raise RuntimeError(f"a features_only {type(self).__name__} has no classifier ({what}); "
+                               f"use forward_pyramid, or build it without features_only")
+
+    def forward_head(self, x):
+        return self.head(x)
+
     def reset_classifier(self, class_num):
-        raise NotImplementedError
+        """Replace the classifier by a freshly initialised one for ``class_num`` classes
+        (0: ``forward`` returns the pooled features)."""
+        self.require_classifier("reset_classifier")
+        self.class_num = int(class_num)
+        self.head = self.classifier(self.class_num)
+        self.init_head(self.head)
 
     # ---- shared ---------------------------------------------------------------------------
     def forward(self, x):
@@ -136,7 +193,9 @@ GENERIC_ARCH_KEYS = {
 
 def _generic_arch_keys(model_name, kwargs):
     """Pop PaddleClas's generic Arch keys from ``kwargs``; warn once for those that are no-ops."""
-    import warnings
+    if kwargs.pop("use_ssld", False):
+        raise ValueError(f"{model_name}: no SSLD-distilled weights exist (PaddleClas's use_ssld selects "
+                         f"them); drop use_ssld or set it to False")
     generic = {k: kwargs.pop(k) for k in list(kwargs) if k in GENERIC_ARCH_KEYS}
     for key, value in generic.items():
         if value not in GENERIC_ARCH_KEYS[key]:
@@ -161,6 +220,44 @@ def build_model(cls, model_name, pretrained=False, **kwargs):
         if paddle.device.is_compiled_with_cuda() and paddle.get_device().startswith("gpu"):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:
-            import warnings
             warnings.warn(f"{model_name}: use_sync_bn=True needs a GPU; ignored (as in PaddleClas)")
     return model
+
+
+def reference_counts(params, macs, params_tol=0.01, macs_tol=0.01, source=""):
+    """The registry's ``reference`` entry: trainable parameters and MACs at 224 with tolerances."""
+    return dict(params=params, macs=macs, params_tol=params_tol, macs_tol=macs_tol, source=source)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a family's variant table: constructor defaults, reference counts, a doc line."""
+    cfg: Dict
+    reference: Dict = field(default_factory=dict)
+    doc: str = ""
+
+
+def register_variants(cls, family, paper, variants, namespace=None, **spec):
+    """Register one PaddleClas-style factory per row of ``variants`` (``{name: Variant}``).
+
+    ``Name(pretrained=False, class_num=1000, **kwargs)`` builds ``cls(**{**variant.cfg,
+    **kwargs})`` through :func:`build_model`. The factories are also placed in ``namespace``
+    (the family module's ``globals()``) so ``from ...models.family import Name`` works. ``spec``
+    goes to :func:`ppvision_hybrid.registry.register_model` (``default_input``, ``min_input``).
+    """
+    factories = {}
+    for name, variant in variants.items():
+        factories[name] = register_model(family, paper=paper, reference=variant.reference,
+                                         **spec)(_variant_factory(cls, name, variant, paper))
+    if namespace is not None:
+        namespace.update(factories)
+    return factories
+
+
+def _variant_factory(cls, name, variant, paper):
+    def factory(pretrained=False, class_num=1000, **kwargs):
+        return build_model(cls, name, pretrained, class_num=class_num, **{**variant.cfg, **kwargs})
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"{name}: {variant.doc or cls.__name__} ({paper})."
+    return factory

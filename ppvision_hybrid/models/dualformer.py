@@ -1,12 +1,12 @@
 """DualFormer: Dual Path Transformer with Partition Attention (Jiang et al., arXiv 2305.14768).
 
-No public code exists; this is a re-implementation from the paper, following
-``shared/specs/dualformer.md`` (the spec resolves the paper's gaps; each resolution is marked
-``[A<n>]`` below and listed in ``docs/models/dualformer.md``).
+No public code exists; this is a re-implementation from the paper. Each of the paper's gaps is
+resolved by a numbered assumption, marked ``[A<n>]`` below and listed in
+``docs/models/dualformer.md``.
 
 Layout: the whole network stays NCHW. Per-pixel linear maps (FFN, projections, W_v) are 1x1
-convolutions, so the only layout transposes are the two inside each channel LayerNorm (measured
-faster than reducing over the channel axis); the multi-head partition attention (MHPA, Sec. 3.2)
+convolutions, so the only layout transposes are the two inside each channel LayerNorm (faster
+than reducing over the channel axis, docs/benchmarks.md); the multi-head partition attention (MHPA, Sec. 3.2)
 works on ``(B, heads, d_h, m)`` tokens, which is a free reshape of NCHW.
 
 Partition-wise attention without sorting: the LSH partition of every token is turned into a
@@ -15,20 +15,18 @@ per-partition reduction/scatter is a matmul with ``P``. Each costs ``O(m * K * d
 linear in the number of tokens, needs no argsort/gather (cheap on CPU, export-safe at dynamic
 H/W) and every product is visible to the MAC counter.
 """
+import functools
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..layers import ConvBN, ConvBNAct, DropPath, pad_to_multiple, trunc_normal_, zeros_, ones_
 from ..layers import kaiming_normal_fan_out_
-from ..registry import register_model
-from .base import HybridBackbone, build_model
+from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
 __all__ = ["DualFormer", "PartitionAttention", "DualBlock", "DualFormer_T", "DualFormer_XS",
            "DualFormer_S", "DualFormer_B"]
-
-MODEL_URLS = {"DualFormer_T": None, "DualFormer_XS": None, "DualFormer_S": None,
-              "DualFormer_B": None}
 
 PAPER = "Dual Path Transformer with Partition Attention, arXiv 2305.14768"
 
@@ -36,8 +34,8 @@ PAPER = "Dual Path Transformer with Partition Attention, arXiv 2305.14768"
 class ChannelLayerNorm(nn.Layer):
     """LayerNorm over the channel axis of an NCHW map (the token LayerNorm of a transformer).
 
-    Implemented as NCHW -> NHWC, ``F.layer_norm``, back: on Paddle's CPU kernels this is ~9x
-    faster than reducing over axis 1 with element-wise ops (0.21 vs 1.9 ms at 1x64x56x56).
+    Implemented as NCHW -> NHWC, ``F.layer_norm``, back: Paddle's CPU kernels run that much faster
+    than a reduction over axis 1 (docs/benchmarks.md, "Measurements behind the model code").
     ``affine=False`` gives a parameter-free normaliser (used on the pyramid outputs).
     """
 
@@ -186,8 +184,8 @@ class PartitionAttention(nn.Layer):
         # so masking non-members to 0 cannot win the max, and empty partitions get a finite 0
         # (the one-hot matmul below never meets inf * 0).
         shifted = xs - xs.detach().min(axis=-1, keepdim=True)                    # (B, h, d, m) >= 0
-        # Explicit expands + a same-shape multiply: Paddle's CPU broadcasting multiply of these
-        # 5-D operands is ~6x slower (3.0 vs 0.5 ms at 4 heads x 14x14 tokens).
+        # Explicit expands + a same-shape multiply: Paddle's CPU broadcasting multiply of 5-D
+        # operands is far slower (docs/benchmarks.md).
         K, d = self.num_partitions, self.head_dim
         masked = (shifted.detach().unsqueeze(2).expand([-1, -1, K, -1, -1])
                   * P.unsqueeze(3).expand([-1, -1, -1, d, -1]))                   # (B, h, K, d, m)
@@ -283,23 +281,20 @@ class DualFormer(HybridBackbone):
         self.dims = list(dims)
         self.stem = nn.Sequential(ConvBNAct(in_chans, dims[0] // 2, 3, stride=2),
                                   ConvBNAct(dims[0] // 2, dims[0], 3, stride=2))
-        rates = [float(r) for r in paddle.linspace(0, drop_path_rate, sum(depths)).numpy()] \
-            if sum(depths) > 1 else [float(drop_path_rate)]
+        rates = drop_path_rates(drop_path_rate, depths)
         self.downsamples = nn.LayerList()
         self.stages = nn.LayerList()
-        cursor = 0
         for i, depth in enumerate(depths):
             self.downsamples.append(nn.Identity() if i == 0 else PatchEmbed(dims[i - 1], dims[i]))
             self.stages.append(nn.Sequential(*[
                 DualBlock(dims[i], num_heads[i], down_rates[i], mlp_ratios[i], mb_expansion,
-                          rates[cursor + j], hash_bits, se_ratio, parallel, use_dw, intra, inter,
+                          rates[i][j], hash_bits, se_ratio, parallel, use_dw, intra, inter,
                           intra_mode)
                 for j in range(depth)]))
-            cursor += depth
-        self.out_norms = nn.LayerList([ChannelLayerNorm(d, affine=False) for d in dims])
+        self.out_norms = StageNorms(functools.partial(ChannelLayerNorm, affine=False), dims, self.out_indices)
         self.norm = nn.BatchNorm2D(dims[-1])
         self.num_features = dims[-1]
-        self.head = nn.Linear(dims[-1], class_num) if class_num > 0 else nn.Identity()
+        self.head = self.classifier(class_num)
         self.feature_info = [dict(channels=d, stride=4 * 2 ** i) for i, d in enumerate(dims)]
         self.apply(self._init_weights)
 
@@ -324,69 +319,29 @@ class DualFormer(HybridBackbone):
         for i in range(4):
             x = self.stages[i](self.downsamples[i](x))
             if collect and i in self.out_indices:
-                outs.append(self.out_norms[i](x))
+                outs.append(self.out_norms.normalize(i, x))
         return x, outs
 
     def forward_features(self, x):
         x, _ = self._stages(x, collect=False)
         return self.norm(x).mean(axis=[2, 3])
 
-    def forward_head(self, x):
-        return self.head(x)
-
     def forward_pyramid(self, x):
         return self._stages(x, collect=True)[1]
 
-    def reset_classifier(self, class_num):
-        self.class_num = int(class_num)
-        self.head = nn.Linear(self.num_features, class_num) if class_num > 0 else nn.Identity()
-        if class_num > 0:
-            self._init_weights(self.head)
 
-
-# Table 1 depths/widths; the rest is the spec's recipe (sec. 1.2): heads [1,2,4,8] [A7],
+# Table 1 depths/widths; the rest are our assumptions: heads [1,2,4,8] [A7],
 # down-sample rates [4,2,1,1] [A8], FFN ratios [8,8,4,4] ([4,4,2,2] for T) [A1], MBConv x6 [A2],
 # drop path per variant [A16].
-_CONFIGS = {
-    "DualFormer_T": dict(depths=(2, 2, 4, 2), dims=(64, 128, 256, 320), mlp_ratios=(4, 4, 2, 2),
-                         drop_path_rate=0.0),
-    "DualFormer_XS": dict(depths=(2, 2, 4, 2), dims=(64, 128, 320, 368), mlp_ratios=(8, 8, 4, 4),
-                          drop_path_rate=0.05),
-    "DualFormer_S": dict(depths=(4, 4, 7, 3), dims=(64, 128, 320, 512), mlp_ratios=(8, 8, 4, 4),
-                         drop_path_rate=0.1),
-    "DualFormer_B": dict(depths=(6, 12, 25, 7), dims=(64, 128, 368, 560), mlp_ratios=(8, 8, 4, 4),
-                         drop_path_rate=0.3),
+_SOURCE = "paper Table 1/2 (Params, GFLOPs at 224x224)"
+VARIANTS = {
+    "DualFormer_T": Variant(dict(depths=(2, 2, 4, 2), dims=(64, 128, 256, 320), mlp_ratios=(4, 4, 2, 2),
+                                 drop_path_rate=0.0), reference_counts(5.5e6, 1.3e9, 0.03, 0.10, _SOURCE)),
+    "DualFormer_XS": Variant(dict(depths=(2, 2, 4, 2), dims=(64, 128, 320, 368), mlp_ratios=(8, 8, 4, 4),
+                                  drop_path_rate=0.05), reference_counts(10.5e6, 2.3e9, 0.03, 0.10, _SOURCE)),
+    "DualFormer_S": Variant(dict(depths=(4, 4, 7, 3), dims=(64, 128, 320, 512), mlp_ratios=(8, 8, 4, 4),
+                                 drop_path_rate=0.1), reference_counts(22.6e6, 4.4e9, 0.03, 0.10, _SOURCE)),
+    "DualFormer_B": Variant(dict(depths=(6, 12, 25, 7), dims=(64, 128, 368, 560), mlp_ratios=(8, 8, 4, 4),
+                                 drop_path_rate=0.3), reference_counts(74.0e6, 15.8e9, 0.08, 0.08, _SOURCE)),
 }
-
-
-def _create(name, pretrained, use_ssld=False, **kwargs):
-    if use_ssld:
-        raise ValueError(f"{name}: no SSLD weights exist")
-    cfg = dict(_CONFIGS[name])
-    cfg.update(kwargs)
-    return build_model(DualFormer, name, pretrained, **cfg)
-
-
-def _ref(params, macs, tol_p=0.03, tol_m=0.10):
-    return dict(params=params, macs=macs, params_tol=tol_p, macs_tol=tol_m,
-                source="paper Table 1/2 (Params, GFLOPs at 224x224)")
-
-
-@register_model("dualformer", paper=PAPER, reference=_ref(5.5e6, 1.3e9))
-def DualFormer_T(pretrained=False, use_ssld=False, **kwargs):
-    return _create("DualFormer_T", pretrained, use_ssld, **kwargs)
-
-
-@register_model("dualformer", paper=PAPER, reference=_ref(10.5e6, 2.3e9))
-def DualFormer_XS(pretrained=False, use_ssld=False, **kwargs):
-    return _create("DualFormer_XS", pretrained, use_ssld, **kwargs)
-
-
-@register_model("dualformer", paper=PAPER, reference=_ref(22.6e6, 4.4e9))
-def DualFormer_S(pretrained=False, use_ssld=False, **kwargs):
-    return _create("DualFormer_S", pretrained, use_ssld, **kwargs)
-
-
-@register_model("dualformer", paper=PAPER, reference=_ref(74.0e6, 15.8e9, 0.08, 0.08))
-def DualFormer_B(pretrained=False, use_ssld=False, **kwargs):
-    return _create("DualFormer_B", pretrained, use_ssld, **kwargs)
+register_variants(DualFormer, "dualformer", PAPER, VARIANTS, globals())

@@ -2,7 +2,7 @@
 Interactions in Vision Transformers"): FocalTransformer_T/S/B and the conv-embedding variants.
 
 What the model computes (paper Sec. 3, Table 1; details the paper omits follow the authors'
-public classification code, see shared/notes/reference_facts.md):
+public classification code):
 
 * a 4x4 stride-4 patch embedding (conv variant: 7x7 stride 4, padding 2) + LayerNorm, four
   stages of Focal Transformer blocks, 2x2 stride-2 patch merging (conv variant: 3x3 stride 2)
@@ -37,7 +37,6 @@ at run time, with the pooled-token bias tables bilinearly up-sampled from the st
 (classification-sized) tables, so classification checkpoints load unchanged.
 """
 import functools
-import math
 import warnings
 
 import numpy as np
@@ -45,11 +44,11 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import DropPath, Mlp, ones_, pad_nhwc, trunc_normal_, zeros_
+from ..layers import DropPath, Mlp, init_weights_vit, pad_nhwc, trunc_normal_, zeros_
 from ..layers import relative_position_index as swin_relative_position_index
 from ..paddle_compat import in_legacy_static_mode, pad_arg
-from ..registry import register_converter, register_model
-from .base import HybridBackbone, build_model
+from ..registry import register_converter
+from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
 __all__ = [
     "FocalTransformer", "FocalTransformer_T", "FocalTransformer_S", "FocalTransformer_B",
@@ -57,7 +56,6 @@ __all__ = [
     "convert_official_state_dict",
 ]
 
-MODEL_URLS = {}  # no released weights survive; convert the authors' checkpoints instead
 
 PAPER = "Focal Self-attention for Local-Global Interactions in Vision Transformers (NeurIPS 2021)"
 DETECTION_FOCAL_WINDOWS = (15, 13, 9, 7)
@@ -437,7 +435,7 @@ class FocalTransformer(HybridBackbone):
         else:
             self.patch_embed = PatchEmbed(in_chans, embed_dim, 4)
         self.pos_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        dpr = np.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = drop_path_rates(drop_path_rate, depths)
         self.layers = nn.LayerList()
         self.stage_windows = []
         for i in range(self.num_layers):
@@ -455,29 +453,21 @@ class FocalTransformer(HybridBackbone):
                 down = None
             self.layers.append(FocalStage(
                 dims[i], depths[i], num_heads[i], window, expand, focal_windows[i],
-                runtime_windows[i], dpr[sum(depths[:i]):sum(depths[:i + 1])], down,
+                runtime_windows[i], dpr[i], down,
                 mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, drop=drop_rate,
                 attn_drop=attn_drop_rate))
 
         if features_only:
-            self.out_norms = nn.LayerDict({str(i): nn.LayerNorm(dims[i], epsilon=1e-5)
-                                           for i in self.out_indices})
+            self.out_norms = StageNorms(nn.LayerNorm, dims, self.out_indices)
         else:
             self.norm = nn.LayerNorm(self.num_features, epsilon=1e-5)
-            self.head = nn.Linear(self.num_features, class_num) if class_num > 0 else nn.Identity()
+            self.head = self.classifier(class_num)
         self._init_weights()
 
     def _init_weights(self):
         # The authors: trunc-normal(0.02) for every Linear (the sub-window pooling included), zero
         # biases, LayerNorm (1, 0); convolutions keep the framework default.
-        for layer in self.sublayers():
-            if isinstance(layer, nn.Linear):
-                trunc_normal_(layer.weight, std=0.02)
-                if layer.bias is not None:
-                    zeros_(layer.bias)
-            elif isinstance(layer, nn.LayerNorm):
-                ones_(layer.weight)
-                zeros_(layer.bias)
+        self.apply(init_weights_vit)
 
     def _run_stages(self, x, last_stage=3):
         x = self.pos_drop(self.patch_embed(x))
@@ -492,13 +482,9 @@ class FocalTransformer(HybridBackbone):
         return outs
 
     def forward_features(self, x):
-        if self.features_only:
-            raise RuntimeError("a features_only FocalTransformer has no classification path")
+        self.require_classifier("forward_features")
         x = self.norm(self._run_stages(x)[-1])
         return x.mean(axis=[1, 2])
-
-    def forward_head(self, x):
-        return self.head(x)
 
     def forward_pyramid(self, x):
         outs = self._run_stages(x, max(self.out_indices))
@@ -506,75 +492,41 @@ class FocalTransformer(HybridBackbone):
         for i in self.out_indices:
             f = outs[i]
             if self.features_only:
-                f = self.out_norms[str(i)](f)
+                f = self.out_norms.normalize(i, f)
             feats.append(f.transpose([0, 3, 1, 2]))
         return feats
 
-    def reset_classifier(self, class_num):
-        if self.features_only:
-            raise RuntimeError("a features_only FocalTransformer has no classifier")
-        self.class_num = int(class_num)
-        self.head = nn.Linear(self.num_features, class_num) if class_num > 0 else nn.Identity()
-        if class_num > 0:
-            trunc_normal_(self.head.weight, std=0.02)
-            zeros_(self.head.bias)
-
 
 # ---------------------------------------------------------------------------------------------
-# Variants (Table 1) and their measured official counts (shared/notes/reference_facts.md)
+# Variants (Table 1) and their measured official counts
 # ---------------------------------------------------------------------------------------------
-_ARCHS = {
+_ARCH = {
     "T": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2),
     "S": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.3),
     "B": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.5),
 }
-_SOURCE = "authors' PyTorch release, measured at 224 (shared/notes/reference_facts.md)"
+_NAMES = {"T": "Tiny", "S": "Small", "B": "Base"}
 
 
-def _ref(params_m, gmacs):
-    return dict(params=params_m * 1e6, macs=gmacs * 1e9, params_tol=0.01, macs_tol=0.01, source=_SOURCE)
+def _variant(size, conv, params_m, gmacs):
+    cfg = _ARCH[size]
+    embed = "with the overlapping conv embeddings (7x7/4 stem, 3x3/2 downsampling)" if conv else "(Table 1)"
+    return Variant(dict(cfg, use_conv_embed=conv),
+                   reference_counts(params_m * 1e6, gmacs * 1e9,
+                                    source="authors' PyTorch release, measured at 224"),
+                   f"Focal-{_NAMES[size]}: C={cfg['embed_dim']}, depths {'-'.join(map(str, cfg['depths']))}, "
+                   f"heads {'-'.join(map(str, cfg['num_heads']))} {embed}")
 
 
-def _build(name, variant, conv, pretrained, kwargs):
-    cfg = dict(_ARCHS[variant], use_conv_embed=conv)
-    cfg.update(kwargs)
-    return build_model(FocalTransformer, name, pretrained, **cfg)
-
-
-@register_model("focal_transformer", paper=PAPER, reference=_ref(28.880, 4.953))
-def FocalTransformer_T(pretrained=False, use_ssld=False, **kwargs):
-    """Focal-Tiny: C=96, depths 2-2-6-2, heads 3-6-12-24 (Table 1)."""
-    return _build("FocalTransformer_T", "T", False, pretrained, kwargs)
-
-
-@register_model("focal_transformer", paper=PAPER, reference=_ref(51.142, 9.480))
-def FocalTransformer_S(pretrained=False, use_ssld=False, **kwargs):
-    """Focal-Small: C=96, depths 2-2-18-2, heads 3-6-12-24 (Table 1)."""
-    return _build("FocalTransformer_S", "S", False, pretrained, kwargs)
-
-
-@register_model("focal_transformer", paper=PAPER, reference=_ref(89.815, 16.436))
-def FocalTransformer_B(pretrained=False, use_ssld=False, **kwargs):
-    """Focal-Base: C=128, depths 2-2-18-2, heads 4-8-16-32 (Table 1)."""
-    return _build("FocalTransformer_B", "B", False, pretrained, kwargs)
-
-
-@register_model("focal_transformer", paper=PAPER, reference=_ref(30.825, 5.200))
-def FocalTransformer_T_conv(pretrained=False, use_ssld=False, **kwargs):
-    """Focal-Tiny with the overlapping conv embeddings (7x7/4 stem, 3x3/2 downsampling)."""
-    return _build("FocalTransformer_T_conv", "T", True, pretrained, kwargs)
-
-
-@register_model("focal_transformer", paper=PAPER, reference=_ref(53.087, 9.727))
-def FocalTransformer_S_conv(pretrained=False, use_ssld=False, **kwargs):
-    """Focal-Small with the overlapping conv embeddings."""
-    return _build("FocalTransformer_S_conv", "S", True, pretrained, kwargs)
-
-
-@register_model("focal_transformer", paper=PAPER, reference=_ref(93.269, 16.861))
-def FocalTransformer_B_conv(pretrained=False, use_ssld=False, **kwargs):
-    """Focal-Base with the overlapping conv embeddings."""
-    return _build("FocalTransformer_B_conv", "B", True, pretrained, kwargs)
+VARIANTS = {
+    "FocalTransformer_T": _variant("T", False, 28.880, 4.953),
+    "FocalTransformer_S": _variant("S", False, 51.142, 9.480),
+    "FocalTransformer_B": _variant("B", False, 89.815, 16.436),
+    "FocalTransformer_T_conv": _variant("T", True, 30.825, 5.200),
+    "FocalTransformer_S_conv": _variant("S", True, 53.087, 9.727),
+    "FocalTransformer_B_conv": _variant("B", True, 93.269, 16.861),
+}
+register_variants(FocalTransformer, "focal_transformer", PAPER, VARIANTS, globals())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,11 +1,10 @@
 """MAFormer: Multi-scale Attention Fusion transformer (MAFormer-S/B/L).
 
 Paper: "MAFormer: A Transformer Network with Multi-scale Attention Fusion for Visual Recognition"
-(arXiv 2209.01620). No code was released; this file follows ``shared/specs/maformer.md``, which
-resolves the paper's gaps as numbered assumptions (A1..A20). Where this implementation departs
-from the spec the reason is given below and in ``docs/models/maformer.md``.
+(arXiv 2209.01620). No code was released; the paper's gaps are resolved by numbered assumptions (A1..A20,
+listed in ``docs/models/maformer.md`` with the reasons for each and for every deviation).
 
-Architecture (paper Sec. 3.1, Fig. 1; spec Sec. 2):
+Architecture (paper Sec. 3.1, Fig. 1; assumptions A1-A20 in docs/models/maformer.md):
 
 * stem: Conv 7x7/s4 + LN (A3); merging before stages 2-4: Conv 3x3/s2 + LN (A3).
   ``embed='patch'`` gives the Swin-style patchify alternative (4x4/s4, 2x2/s2).
@@ -23,8 +22,8 @@ Architecture (paper Sec. 3.1, Fig. 1; spec Sec. 2):
     (A8). ``fusion='local_enhanced'`` feeds GLD the local attention output (Fig. 2(b)).
 * stages 3-4: "original ViT blocks" (global MHSA), each preceded by a residual depthwise 3x3
   conv positional encoding (DPE, A9).
-* head: LN -> global average -> Linear (A10). Optional token-labeling auxiliary head (Sec. 2.6 of
-  the spec; ``token_label_head=True``, see ``ppvision_hybrid/losses_token_label.py``).
+* head: LN -> global average -> Linear (A10). Optional token-labeling auxiliary head (LV-ViT
+  style; ``token_label_head=True``, see ``ppvision_hybrid/losses_token_label.py``).
 
 Layout and speed: activations stay channels-last ``[B, H, W, C]`` from the stem to the last
 stage, so Linear/LayerNorm act on the last axis and no layout change is needed between blocks
@@ -35,9 +34,9 @@ slices (``_attend``); CSWin's vertical stripes are computed as horizontal stripe
 transposed map; GLD's pooling / bilinear resampling are separable matrix products applied in
 token layout (exactly equal to ``adaptive_avg_pool2d`` and ``interpolate(bilinear,
 align_corners=False)``, built from the runtime H/W so they export with dynamic shapes and put no
-``interpolate`` op into exported graphs). MAFormer-S: ~215 ms single-thread CPU time at batch 1.
+``interpolate`` op into exported graphs). Timings: docs/models/maformer.md, "Speed".
 
-Deviations from the spec (see docs/models/maformer.md):
+Deviations from the assumptions as first written (see docs/models/maformer.md):
 
 * GLD's 14x14 source grid is area pooling at every size (for maps smaller than 14 the same
   adaptive-pool rule replicates cells) instead of switching to bilinear below 14; this removes a
@@ -60,8 +59,7 @@ import paddle.nn.functional as F
 from ..layers import (DropPath, Mlp, adaptive_pool_matrix, floor_with_fraction, init_weights_vit,
                       kaiming_normal_fan_out_, pad_to_multiple, relative_position_index, trunc_normal_,
                       window_partition, window_reverse, zeros_)
-from ..registry import register_model
-from .base import HybridBackbone, build_model
+from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
 __all__ = ["MAFormer", "MAFormer_S", "MAFormer_B", "MAFormer_L", "CSWinAttention",
            "GlobalLearningDownsample", "MultiScaleAttentionFusion", "MAFBlock", "ViTBlock",
@@ -123,9 +121,8 @@ def _attend(q, k, v, num_heads, scale, key_bias=None, groups=1):
     q [N, Lq, h*d], k / v [N, Lk, h*d] -> [N, Lq, h*d]. ``key_bias`` [groups, Lk] is added to the
     logits of every query, where ``N = B * groups`` (window j of every image gets row j).
     Heads are processed one by one on channel slices with 3-D matmuls and concatenated: no head
-    transposes. On Paddle's CPU kernels a [N, L, h, d] -> [N, h, L, d] transpose (or a reshape
-    of a split view) takes a slow generic path whenever N > 1; the per-head loop measured 7%
-    faster at batch 1 and 25% faster at batch 4 for MAFormer-S (single-thread CPU time).
+    transposes: Paddle's CPU transpose of [N, L, h, d] takes a slow generic path whenever N > 1
+    (docs/models/maformer.md, "Speed").
     """
     C = q.shape[-1]
     d = C // num_heads
@@ -278,7 +275,7 @@ class SwinWindowAttention(nn.Layer):
 # Global branch: GLD (paper eq. 2) and the strided-conv ablation
 # ----------------------------------------------------------------------------------------------
 class GlobalLearningDownsample(nn.Layer):
-    """GLD: ``x_G = Pos(x) + FC(x)`` on a fixed grid (spec A4).
+    """GLD: ``x_G = Pos(x) + FC(x)`` on a fixed grid (A4).
 
     ``FC``: the map is area-pooled to ``source_grid x source_grid`` (= grid / N, N = 0.5) and a
     learned token-mixing layer maps those ``source_grid**2`` positions to ``grid**2`` global
@@ -499,10 +496,10 @@ class Stage(nn.Layer):
 # Network
 # ----------------------------------------------------------------------------------------------
 class MAFormer(HybridBackbone):
-    """MAFormer backbone / classifier (paper Table 1; spec Sec. 1.2).
+    """MAFormer backbone / classifier (paper Table 1; A1-A3).
 
     Args (beyond the HybridBackbone ones):
-        embed_dims, depths, num_heads: per stage (heads = dim / 32, spec A1).
+        embed_dims, depths, num_heads: per stage (heads = dim / 32, A1).
         stripes: CSWin stripe widths of stages 1-2 (A2).
         mlp_ratio: 4 in every stage [paper].
         drop_path_rate: stochastic depth, linear over all blocks (paper's "dropout", A11).
@@ -513,7 +510,7 @@ class MAFormer(HybridBackbone):
         embed: 'conv' (7x7/s4 stem, 3x3/s2 merging; default) | 'patch' (4x4/s4, 2x2/s2).
         pos_embed: 'dpe' (default) | 'none' for stages 3-4.
         layer_scale: None (default) or an init value for stage-3/4 LayerScale (A15).
-        token_label_head: add the token-labeling auxiliary classifier (spec Sec. 2.6).
+        token_label_head: add the token-labeling auxiliary classifier (LV-ViT token labeling).
     """
 
     classifier_prefixes = ("head.", "aux_head.")
@@ -531,20 +528,19 @@ class MAFormer(HybridBackbone):
             raise ValueError(f"pos_embed must be 'dpe' or 'none', got {pos_embed!r}")
         self.embed_dims, self.depths = list(embed_dims), list(depths)
         self.stem = Stem(in_chans, embed_dims[0], embed)
-        dpr = np.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = drop_path_rates(drop_path_rate, depths)
         reductions = (8, 4)
-        stages, k = [], 0
+        stages = []
         for i in range(4):
             blocks = []
             for j in range(depths[i]):
                 if i < 2:
-                    blocks.append(MAFBlock(embed_dims[i], num_heads[i], stripes[i], mlp_ratio, dpr[k],
+                    blocks.append(MAFBlock(embed_dims[i], num_heads[i], stripes[i], mlp_ratio, dpr[i][j],
                                            local_attn, global_op, fusion, gld_grid, gld_ratio,
                                            reductions[i], shift=3 if j % 2 else 0))
                 else:
-                    blocks.append(ViTBlock(embed_dims[i], num_heads[i], mlp_ratio, dpr[k], pos_embed,
+                    blocks.append(ViTBlock(embed_dims[i], num_heads[i], mlp_ratio, dpr[i][j], pos_embed,
                                            layer_scale))
-                k += 1
             down = Merge(embed_dims[i - 1], embed_dims[i], embed) if i > 0 else None
             use_gld = i < 2 and global_op == "gld"
             stages.append(Stage(blocks, down, gld_grid if use_gld else None,
@@ -554,14 +550,12 @@ class MAFormer(HybridBackbone):
         self.num_features = int(embed_dims[-1])
         if features_only:
             # A16: each returned stage gets its own LayerNorm; no classifier in dense mode.
-            for i in self.out_indices:
-                setattr(self, f"out_norm{i}", nn.LayerNorm(embed_dims[i]))
+            self.out_norms = StageNorms(nn.LayerNorm, embed_dims, self.out_indices)
             self.norm = self.head = self.aux_head = None
         else:
             self.norm = nn.LayerNorm(self.num_features)
-            self.head = nn.Linear(self.num_features, class_num) if class_num > 0 else nn.Identity()
-            self.aux_head = (nn.Linear(self.num_features, class_num)
-                             if token_label_head and class_num > 0 else None)
+            self.head = self.classifier(class_num)
+            self.aux_head = self.classifier(class_num) if token_label_head and class_num > 0 else None
         self.apply(self._init_weights)
 
     @staticmethod
@@ -593,12 +587,8 @@ class MAFormer(HybridBackbone):
         return x.reshape([x.shape[0], -1, x.shape[3]])
 
     def forward_features(self, x):
-        if self.norm is None:
-            raise RuntimeError("features_only=True model has no classifier path; use forward_pyramid")
+        self.require_classifier("forward_features")
         return self.forward_tokens(x).mean(axis=1)
-
-    def forward_head(self, x):
-        return self.head(x)
 
     def forward(self, x):
         if self.aux_head is None or self.features_only or self.training:
@@ -619,60 +609,31 @@ class MAFormer(HybridBackbone):
         outs = self._stage_outputs(x, last=max(self.out_indices))
         feats = []
         for i in self.out_indices:
-            y = outs[i]
-            norm = getattr(self, f"out_norm{i}", None)
-            if norm is not None:
-                y = norm(y)
+            y = self.out_norms.normalize(i, outs[i]) if self.features_only else outs[i]
             feats.append(y.transpose([0, 3, 1, 2]))
         return feats
 
     def reset_classifier(self, class_num):
-        self.class_num = int(class_num)
-        self.head = nn.Linear(self.num_features, class_num) if class_num > 0 else nn.Identity()
-        init_weights_vit(self.head)
+        super().reset_classifier(class_num)
         if self.aux_head is not None:
-            self.aux_head = nn.Linear(self.num_features, class_num) if class_num > 0 else None
+            self.aux_head = self.classifier(class_num) if class_num > 0 else None
             if self.aux_head is not None:
-                init_weights_vit(self.aux_head)
+                self.init_head(self.aux_head)
 
 
 # ----------------------------------------------------------------------------------------------
-# Variants (paper Table 1; heads/stripes from the spec)
+# Variants (paper Table 1; heads/stripes from A1/A2)
 # ----------------------------------------------------------------------------------------------
-_VARIANTS = {
-    "MAFormer_S": dict(embed_dims=(64, 128, 320, 512), depths=(3, 5, 8, 3), num_heads=(2, 4, 10, 16),
-                       drop_path_rate=0.1),
-    "MAFormer_B": dict(embed_dims=(64, 128, 320, 512), depths=(3, 8, 20, 7), num_heads=(2, 4, 10, 16),
-                       drop_path_rate=0.3),
-    "MAFormer_L": dict(embed_dims=(128, 192, 448, 640), depths=(3, 8, 24, 7), num_heads=(4, 6, 14, 20),
-                       drop_path_rate=0.4),
+_SOURCE = "paper Table 1"
+VARIANTS = {
+    "MAFormer_S": Variant(dict(embed_dims=(64, 128, 320, 512), depths=(3, 5, 8, 3), num_heads=(2, 4, 10, 16),
+                               drop_path_rate=0.1), reference_counts(23e6, 4.5e9, 0.03, 0.03, _SOURCE),
+                          "dims 64/128/320/512, depths 3/5/8/3 (23M, 4.5G; 83.0% without TL)"),
+    "MAFormer_B": Variant(dict(embed_dims=(64, 128, 320, 512), depths=(3, 8, 20, 7), num_heads=(2, 4, 10, 16),
+                               drop_path_rate=0.3), reference_counts(53e6, 9.8e9, 0.05, 0.12, _SOURCE),
+                          "dims 64/128/320/512, depths 3/8/20/7 (53M, 9.8G; 85.0% with TL)"),
+    "MAFormer_L": Variant(dict(embed_dims=(128, 192, 448, 640), depths=(3, 8, 24, 7), num_heads=(4, 6, 14, 20),
+                               drop_path_rate=0.4), reference_counts(104e6, 22.6e9, 0.05, 0.12, _SOURCE),
+                          "dims 128/192/448/640, depths 3/8/24/7 (104M, 22.6G; 85.9% with TL)"),
 }
-
-
-def _create(name, pretrained, class_num, use_ssld, kwargs):
-    if use_ssld:
-        raise ValueError(f"no SSLD weights exist for {name}")
-    cfg = dict(_VARIANTS[name])
-    cfg.update(kwargs)
-    return build_model(MAFormer, name, pretrained, class_num=class_num, **cfg)
-
-
-@register_model("maformer", paper=PAPER, reference=dict(
-    params=23e6, macs=4.5e9, params_tol=0.03, macs_tol=0.03, source="paper Table 1"))
-def MAFormer_S(pretrained=False, class_num=1000, use_ssld=False, **kwargs):
-    """MAFormer-S: dims 64/128/320/512, depths 3/5/8/3 (23M, 4.5G; 83.0% without TL)."""
-    return _create("MAFormer_S", pretrained, class_num, use_ssld, kwargs)
-
-
-@register_model("maformer", paper=PAPER, reference=dict(
-    params=53e6, macs=9.8e9, params_tol=0.05, macs_tol=0.12, source="paper Table 1"))
-def MAFormer_B(pretrained=False, class_num=1000, use_ssld=False, **kwargs):
-    """MAFormer-B: dims 64/128/320/512, depths 3/8/20/7 (53M, 9.8G; 85.0% with TL)."""
-    return _create("MAFormer_B", pretrained, class_num, use_ssld, kwargs)
-
-
-@register_model("maformer", paper=PAPER, reference=dict(
-    params=104e6, macs=22.6e9, params_tol=0.05, macs_tol=0.12, source="paper Table 1"))
-def MAFormer_L(pretrained=False, class_num=1000, use_ssld=False, **kwargs):
-    """MAFormer-L: dims 128/192/448/640, depths 3/8/24/7 (104M, 22.6G; 85.9% with TL)."""
-    return _create("MAFormer_L", pretrained, class_num, use_ssld, kwargs)
+register_variants(MAFormer, "maformer", PAPER, VARIANTS, globals())

@@ -15,8 +15,8 @@ pull request that never reached PaddleClas develop), so its ``.pdparams`` load a
 Differences from the official code (function unchanged where it runs):
 
 * Layout. The official block moves every tensor between window and NCHW layouts with six-D
-  transposes (five per block). Paddle's dygraph strided-copy of such permutations is ~100x slower
-  than a row gather, so here the residual stream stays in raster token order ``[B, H*W, C]``;
+  transposes (five per block). Paddle's dygraph strided copy of such permutations is far slower
+  than a row gather (docs/benchmarks.md), so here the residual stream stays in raster token order ``[B, H*W, C]``;
   the attention branch reaches window order with one ``gather`` of the qkv rows and returns
   with one ``gather``; heads move to the batch axis with 3-D transposes; the per-pixel
   ``spatial_interaction`` convs and ``conv_norm`` run on tokens (same weights, ``matmul`` /
@@ -44,8 +44,7 @@ import paddle.nn.functional as F
 from ..layers import (DropPath, batch_norm_channels_last, init_weights_vit, pad_nhwc,
                       relative_position_index, trunc_normal_)
 from ..paddle_compat import pad_arg
-from ..registry import register_model
-from .base import HybridBackbone, build_model
+from .base import HybridBackbone, Variant, drop_path_rates, reference_counts, register_variants
 
 __all__ = ["MixFormer", "MixFormer_B0", "MixFormer_B1", "MixFormer_B2", "MixFormer_B3",
            "MixFormer_B4", "MixFormer_B5", "MixFormer_B6"]
@@ -105,8 +104,8 @@ def window_attention_indices(Hp, Wp, window_size, num_heads, xp=paddle):
     * ``out_index``: rows of one image's attention output ``[nW*heads*N, head_dim]`` -> raster
       ``[L, heads*head_dim]``.
 
-    A row gather replaces the six-D transposes of window partition/reverse, whose strided copy
-    is ~100x slower in Paddle dygraph. Each index is a sum of strided ``arange``s (no integer
+    A row gather replaces the six-D transposes of window partition/reverse (their strided copy
+    is far slower in Paddle dygraph, docs/benchmarks.md). Each index is a sum of strided ``arange``s (no integer
     transpose, and no multiplication after an integer sum: Paddle 3.3.1's oneDNN passes turn
     both into wrong graphs, docs/deploy.md). Sizes may be symbolic (``xp=paddle``); static
     sizes use :func:`static_window_attention_indices`.
@@ -381,18 +380,17 @@ class MixFormer(HybridBackbone):
 
         self.patch_embed = ConvEmbed(in_chans, dims[0])
         self.pos_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        dpr = np.linspace(0, drop_path_rate, sum(depths)).tolist()  # stochastic depth decay rule
+        dpr = drop_path_rates(drop_path_rate, depths)
         self.layers = nn.LayerList()
         for i in range(4):
-            start = sum(depths[:i])
             self.layers.append(BasicLayer(
                 dims[i], depths[i], num_heads[i], window_size, dwconv_kernel_size, mlp_ratio,
-                qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr[start:start + depths[i]],
+                qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr[i],
                 out_dim=dims[i + 1] if i < 3 else None))
         self.norm = nn.LayerNorm(dims[-1])
         self.last_proj = nn.Linear(dims[-1], last_dim)
         self.activate = nn.GELU()
-        self.head = nn.Linear(last_dim, class_num) if class_num > 0 else nn.Identity()
+        self.head = self.classifier(class_num)
         self.apply(init_weights_vit)
 
     def forward_features(self, x):
@@ -402,9 +400,6 @@ class MixFormer(HybridBackbone):
             _, _, _, x, H, W = layer(x, H, W)
         x = self.activate(self.last_proj(self.norm(x)))   # GELU per token, then average pool
         return x.mean(axis=1)
-
-    def forward_head(self, x):
-        return self.head(x)
 
     def forward_pyramid(self, x):
         x, H, W = self.patch_embed(x)
@@ -420,46 +415,23 @@ class MixFormer(HybridBackbone):
                 maps.append(out.transpose([0, 2, 1]).reshape([B, C, Hs, Ws]))
         return maps
 
-    def reset_classifier(self, class_num):
-        self.class_num = int(class_num)
-        self.head = nn.Linear(self.num_features, class_num) if class_num > 0 else nn.Identity()
-        if class_num > 0:
-            init_weights_vit(self.head)
+
+def _variant(embed_dim, depths, num_heads, drop_path_rate, params, macs):
+    return Variant(dict(embed_dim=embed_dim, depths=depths, num_heads=num_heads,
+                        drop_path_rate=drop_path_rate),
+                   reference_counts(params, macs, source=_SOURCE),
+                   f"embed_dim {embed_dim}, depths {list(depths)}, heads {list(num_heads)}, "
+                   f"default drop_path_rate {drop_path_rate}")
 
 
-_VARIANTS = {
-    # name: (embed_dim, depths, num_heads, drop_path_rate, official params, official MACs)
-    "MixFormer_B0": (24, (1, 2, 6, 6), (3, 6, 12, 24), 0.0, 5.099e6, 0.402e9),
-    "MixFormer_B1": (32, (1, 2, 6, 6), (2, 4, 8, 16), 0.0, 7.888e6, 0.699e9),
-    "MixFormer_B2": (32, (2, 2, 8, 8), (2, 4, 8, 16), 0.05, 9.895e6, 0.898e9),
-    "MixFormer_B3": (48, (2, 2, 8, 6), (3, 6, 12, 24), 0.1, 16.748e6, 1.804e9),
-    "MixFormer_B4": (64, (2, 2, 8, 8), (4, 8, 16, 32), 0.2, 34.798e6, 3.475e9),
-    "MixFormer_B5": (96, (1, 2, 8, 6), (6, 12, 24, 48), 0.3, 61.692e6, 6.689e9),
-    "MixFormer_B6": (96, (2, 4, 16, 12), (6, 12, 24, 48), 0.5, 119.505e6, 12.562e9),
+VARIANTS = {
+    # name: embed_dim, depths, num_heads, drop_path_rate, official params, official MACs
+    "MixFormer_B0": _variant(24, (1, 2, 6, 6), (3, 6, 12, 24), 0.0, 5.099e6, 0.402e9),
+    "MixFormer_B1": _variant(32, (1, 2, 6, 6), (2, 4, 8, 16), 0.0, 7.888e6, 0.699e9),
+    "MixFormer_B2": _variant(32, (2, 2, 8, 8), (2, 4, 8, 16), 0.05, 9.895e6, 0.898e9),
+    "MixFormer_B3": _variant(48, (2, 2, 8, 6), (3, 6, 12, 24), 0.1, 16.748e6, 1.804e9),
+    "MixFormer_B4": _variant(64, (2, 2, 8, 8), (4, 8, 16, 32), 0.2, 34.798e6, 3.475e9),
+    "MixFormer_B5": _variant(96, (1, 2, 8, 6), (6, 12, 24, 48), 0.3, 61.692e6, 6.689e9),
+    "MixFormer_B6": _variant(96, (2, 4, 16, 12), (6, 12, 24, 48), 0.5, 119.505e6, 12.562e9),
 }
-
-
-def _make_factory(name):
-    embed_dim, depths, heads, dpr, ref_params, ref_macs = _VARIANTS[name]
-
-    def factory(pretrained=False, class_num=1000, use_ssld=False, **kwargs):
-        if use_ssld:
-            raise ValueError(f"{name}: no SSLD-distilled weights exist for MixFormer")
-        kwargs.setdefault("drop_path_rate", dpr)
-        return build_model(MixFormer, name, pretrained, class_num=class_num, embed_dim=embed_dim,
-                           depths=depths, num_heads=heads, **kwargs)
-
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = (f"{name}: embed_dim {embed_dim}, depths {list(depths)}, heads {list(heads)}, "
-                       f"default drop_path_rate {dpr} ({PAPER}).")
-    return register_model("mixformer", paper=PAPER, reference=dict(
-        params=ref_params, macs=ref_macs, params_tol=0.01, macs_tol=0.01, source=_SOURCE))(factory)
-
-
-MixFormer_B0 = _make_factory("MixFormer_B0")
-MixFormer_B1 = _make_factory("MixFormer_B1")
-MixFormer_B2 = _make_factory("MixFormer_B2")
-MixFormer_B3 = _make_factory("MixFormer_B3")
-MixFormer_B4 = _make_factory("MixFormer_B4")
-MixFormer_B5 = _make_factory("MixFormer_B5")
-MixFormer_B6 = _make_factory("MixFormer_B6")
+register_variants(MixFormer, "mixformer", PAPER, VARIANTS, globals())

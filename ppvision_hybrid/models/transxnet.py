@@ -1,8 +1,7 @@
 """TransXNet (Lou et al., "TransXNet: Learning Both Global and Local Dynamics with a Dual Dynamic
 Token Mixer for Visual Recognition", 2023), parameter for parameter the authors' PyTorch release.
 
-Architecture (paper Sec. III, Fig. 3; details the paper omits follow the authors' code, see
-shared/notes/reference_facts.md):
+Architecture (paper Sec. III, Fig. 3; details the paper omits follow the authors' code):
 
 * stem: 7x7 stride-4 conv (no bias) + BN; downsampling: 3x3 stride-2 conv (no bias) + BN;
 * block: ``x += DPE(x)`` (depthwise 7x7), ``x += LS(D-Mixer(GN(x)))``, ``x += LS(MS-FFN(GN(x)))``
@@ -50,25 +49,14 @@ import paddle.nn.functional as F
 from ..layers import (DropPath, ConvBN, ConvBNAct, Scale, adaptive_avg_pool2d_matmul, affine_as_depthwise_conv,
                       batch_norm_affine, bicubic_resize, conv2d_with, embed_kernel, fold_into_conv1x1,
                       trunc_normal_, zeros_, ones_)
-from ..registry import register_model, register_converter
-from .base import HybridBackbone, build_model
+from ..registry import register_converter
+from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
-__all__ = ["TransXNet", "TransXNet_T", "TransXNet_S", "TransXNet_B", "MODEL_URLS",
+__all__ = ["TransXNet", "TransXNet_T", "TransXNet_S", "TransXNet_B",
            "convert_official_state_dict", "resize_relative_position"]
-
-MODEL_URLS = {"TransXNet_T": "", "TransXNet_S": "", "TransXNet_B": ""}
 
 PAPER = "TransXNet: Learning Both Global and Local Dynamics with a Dual Dynamic Token Mixer (arXiv 2310.19380)"
 
-ARCH_SETTINGS = {
-    # Table I of the paper; sr ratios 8/4/2/1 and IDConv kernel 7 in every variant.
-    "T": dict(depths=(3, 3, 9, 3), dims=(48, 96, 224, 448), num_heads=(1, 2, 4, 8),
-              num_groups=(2, 2, 2, 2), mlp_ratios=(4, 4, 4, 4), drop_path_rate=0.1),
-    "S": dict(depths=(4, 4, 12, 4), dims=(64, 128, 320, 512), num_heads=(1, 2, 5, 8),
-              num_groups=(2, 2, 3, 4), mlp_ratios=(6, 6, 4, 4), drop_path_rate=0.2),
-    "B": dict(depths=(4, 4, 21, 4), dims=(76, 152, 336, 672), num_heads=(2, 4, 8, 16),
-              num_groups=(2, 2, 4, 4), mlp_ratios=(8, 8, 4, 4), drop_path_rate=0.4),
-}
 SR_RATIOS = (8, 4, 2, 1)
 
 
@@ -171,7 +159,7 @@ class IDConvDeploy(nn.Layer):
     """IDConv's inference form (:meth:`IDConv.deploy_twin`): the same function with only static
     conv kernels, so it traces with a dynamic batch and runs right in Paddle Inference, whose
     oneDNN conv caches its kernel per input shape and would silently reuse the first call's
-    computed kernel on every later call (measured on 3.3.1).
+    computed kernel on every later call (docs/deploy.md, "oneDNN on Paddle 3.3.1").
 
     :meth:`dynamic_mixer` computes :meth:`IDConv.dynamic_kernels` in fewer ops, as one
     ``[B*C, K+1, K+1]`` matrix per sample and channel: the KxK kernel at ``[:K, :K]``, the bias at
@@ -216,9 +204,8 @@ class IDConvDeploy(nn.Layer):
         else:
             attn = self.logits(hidden).reshape([0, g, c, k + 1, k + 1])
             mixed = (F.softmax(attn, axis=1) * self.table.unsqueeze(0)).sum(axis=1)
-        # The reshape is needed: Paddle 3.3.1's oneDNN matmul reads a conv's (channels-last)
-        # output wrongly when it takes it directly (measured: relative error 0.2-2), and the
-        # oneDNN reshape hands it a plain-layout copy.
+        # The reshape hands oneDNN's matmul a plain-layout copy of the conv output, which it
+        # otherwise misreads (docs/deploy.md, "oneDNN on Paddle 3.3.1").
         return mixed.reshape([-1, k + 1, k + 1])
 
     def conv_separable(self, x, mixer):
@@ -238,9 +225,9 @@ class IDConvDeploy(nn.Layer):
         mixed = paddle.matmul(mixer, rows.reshape([0, k + 1, -1]))                    # [B*C, K+1, H*W]
         if isinstance(h, int) and 0 < h <= COLUMN_MATMUL_MAX_HEIGHT:
             # A static height: the column sum as one product with a constant [H, (K+1)*H] 0/1
-            # matrix, straight to [B, C, H, W]. oneDNN runs the Kx1 conv's single output channel
-            # poorly (2-thread TransXNet-T stage 3: 0.65 -> 0.31 ms per block); the product does
-            # (K+1)*H multiply-adds per output instead of K+1, so large (dense-task) maps keep the conv.
+            # matrix, straight to [B, C, H, W] (oneDNN runs the Kx1 conv's single output channel
+            # slowly, docs/benchmarks.md); the product does (K+1)*H multiply-adds per output
+            # instead of K+1, so large (dense-task) maps keep the conv.
             shift = paddle.to_tensor(column_shift_matrix(h, k), dtype=x.dtype)
             return paddle.matmul(shift, mixed.reshape([-1, c, (k + 1) * h, w]))
         out = F.conv2d(mixed.reshape([-1, k + 1, h, w]), self.col_kernel, padding=[k // 2, 0])
@@ -453,28 +440,24 @@ class TransXNet(HybridBackbone):
         self.relative_pos_enc = nn.ParameterList(pos)
         self.sr_ratios = tuple(sr_ratios)
 
-        total = sum(depths)
-        dpr = [drop_path_rate * j / (total - 1) if total > 1 else 0.0 for j in range(total)]
+        dpr = drop_path_rates(drop_path_rate, depths)
         self.stages = nn.LayerList()
         self.downsamples = nn.LayerList()
-        cursor = 0
         for i in range(4):
             self.stages.append(nn.LayerList([
                 TransXNetBlock(dims[i], num_heads[i], num_groups[i], sr_ratios[i], mlp_ratios[i],
-                               kernel_size=kernel_size, drop_path=dpr[cursor + j],
+                               kernel_size=kernel_size, drop_path=dpr[i][j],
                                layer_scale_init_value=layer_scale_init_value)
                 for j in range(depths[i])]))
-            cursor += depths[i]
             if i < 3:
                 self.downsamples.append(ConvBN(dims[i], dims[i + 1], 3, stride=2, padding=1))
 
         if self.features_only:
             # One GroupNorm per returned stage, named by stage (the authors' norm0/2/4/6).
-            self.out_norms = nn.LayerDict({str(i): nn.GroupNorm(1, dims[i], epsilon=1e-5)
-                                           for i in self.out_indices})
+            self.out_norms = StageNorms(lambda c: nn.GroupNorm(1, c, epsilon=1e-5), dims, self.out_indices)
         else:
             self.head_norm = nn.GroupNorm(1, dims[-1], epsilon=1e-5)
-            self.head = nn.Linear(dims[-1], class_num) if class_num > 0 else nn.Identity()
+            self.head = self.classifier(class_num)
         self._init_weights()
 
     def _init_weights(self):
@@ -520,26 +503,15 @@ class TransXNet(HybridBackbone):
         return resize_relative_position(pos, n, nk)
 
     def forward_features(self, x):
+        self.require_classifier("forward_features")
         x = self._run_stages(x, 3)[-1]
         return self.head_norm(x).mean(axis=[2, 3])
-
-    def forward_head(self, x):
-        return self.head(x)
 
     def forward_pyramid(self, x):
         outs = self._run_stages(x, max(self.out_indices))
         if self.features_only:
-            return [self.out_norms[str(i)](outs[i]) for i in self.out_indices]
+            return [self.out_norms.normalize(i, outs[i]) for i in self.out_indices]
         return [outs[i] for i in self.out_indices]
-
-    def reset_classifier(self, class_num):
-        if self.features_only:
-            raise RuntimeError("a features_only TransXNet has no classifier")
-        self.class_num = int(class_num)
-        self.head = nn.Linear(self.num_features, class_num) if class_num > 0 else nn.Identity()
-        if class_num > 0:
-            trunc_normal_(self.head.weight)
-            zeros_(self.head.bias)
 
 
 # ---- checkpoint conversion ----------------------------------------------------------------
@@ -635,30 +607,20 @@ def convert_official_state_dict(model_name, state_dict):
 
 
 # ---- registered variants ------------------------------------------------------------------
-def _reference(params, macs):
-    return dict(params=params, macs=macs, params_tol=0.01, macs_tol=0.01,
-                source="authors' PyTorch release, measured at 224x224 (shared/notes/reference_facts.md)")
+def _variant(depths, dims, num_heads, num_groups, mlp_ratios, drop_path_rate, params, macs, doc):
+    return Variant(dict(depths=depths, dims=dims, num_heads=num_heads, num_groups=num_groups,
+                        mlp_ratios=mlp_ratios, drop_path_rate=drop_path_rate),
+                   reference_counts(params, macs, source="authors' PyTorch release, measured at 224x224"),
+                   doc)
 
 
-def _build(variant, name, pretrained, kwargs):
-    cfg = dict(ARCH_SETTINGS[variant])
-    cfg.update(kwargs)
-    return build_model(TransXNet, name, pretrained, **cfg)
-
-
-@register_model("transxnet", paper=PAPER, reference=_reference(12.835e6, 1.807e9))
-def TransXNet_T(pretrained=False, class_num=1000, **kwargs):
-    """TransXNet-T: 12.8 M params, 1.8 GMACs, 81.6% ImageNet top-1 (paper Table II)."""
-    return _build("T", "TransXNet_T", pretrained, dict(class_num=class_num, **kwargs))
-
-
-@register_model("transxnet", paper=PAPER, reference=_reference(26.864e6, 4.607e9))
-def TransXNet_S(pretrained=False, class_num=1000, **kwargs):
-    """TransXNet-S: 26.9 M params, 4.5 GMACs, 83.8% ImageNet top-1 (paper Table II)."""
-    return _build("S", "TransXNet_S", pretrained, dict(class_num=class_num, **kwargs))
-
-
-@register_model("transxnet", paper=PAPER, reference=_reference(48.009e6, 8.353e9))
-def TransXNet_B(pretrained=False, class_num=1000, **kwargs):
-    """TransXNet-B: 48.0 M params, 8.3 GMACs, 84.6% ImageNet top-1 (paper Table II)."""
-    return _build("B", "TransXNet_B", pretrained, dict(class_num=class_num, **kwargs))
+VARIANTS = {
+    # Table I of the paper; sr ratios 8/4/2/1 and IDConv kernel 7 in every variant.
+    "TransXNet_T": _variant((3, 3, 9, 3), (48, 96, 224, 448), (1, 2, 4, 8), (2, 2, 2, 2), (4, 4, 4, 4), 0.1,
+                            12.835e6, 1.807e9, "12.8 M params, 1.8 GMACs, 81.6% ImageNet top-1 (Table II)"),
+    "TransXNet_S": _variant((4, 4, 12, 4), (64, 128, 320, 512), (1, 2, 5, 8), (2, 2, 3, 4), (6, 6, 4, 4), 0.2,
+                            26.864e6, 4.607e9, "26.9 M params, 4.5 GMACs, 83.8% ImageNet top-1 (Table II)"),
+    "TransXNet_B": _variant((4, 4, 21, 4), (76, 152, 336, 672), (2, 4, 8, 16), (2, 2, 4, 4), (8, 8, 4, 4), 0.4,
+                            48.009e6, 8.353e9, "48.0 M params, 8.3 GMACs, 84.6% ImageNet top-1 (Table II)"),
+}
+register_variants(TransXNet, "transxnet", PAPER, VARIANTS, globals())

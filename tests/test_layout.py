@@ -1,0 +1,115 @@
+"""The repository's shape: imports go one way (docs/architecture.md), the console scripts resolve
+to package functions, and nothing points at files outside the repository."""
+import ast
+import importlib
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "ppvision_hybrid")
+
+#: the layers of docs/architecture.md, bottom first; a unit may import its own layer or lower
+LAYERS = [
+    ("base", {"paddle_compat", "timing", "compat", "data", "datasets", "optim", "losses",
+              "losses_distillation", "losses_token_label", "metrics", "inference_yml", "pth",
+              "io_atomic", "cli_errors"}),
+    ("building blocks and the registry", {"layers", "registry", "weights"}),
+    ("models", {"models"}),
+    ("tools over any model", {"flops", "hub", "export", "inference", "onnx", "convert"}),
+    ("consumers", {"engine", "adapters", "dense", "paddleclas", "paddleclas_plugin", "cli", "__init__"}),
+]
+RANK = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
+#: the registry finds the families by importing ``models`` inside its list/lookup functions
+ALLOWED_UPWARD = {("registry", "models")}
+
+
+def _unit(path, package=PACKAGE):
+    rel = os.path.relpath(path, package).split(os.sep)
+    return rel[0] if len(rel) > 1 else rel[0][:-3]
+
+
+def _imported_units(path, package=PACKAGE):
+    parts = os.path.relpath(path, package)[:-3].split(os.sep)
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = parts[:-1][:len(parts) - node.level] if node.level > 1 else parts[:-1]
+            target = base + (node.module.split(".") if node.module else [])
+            found.update([target[0]] if target else [a.name for a in node.names])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ppvision_hybrid."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("ppvision_hybrid."))
+    return found
+
+
+def _package_files():
+    for folder, _, names in os.walk(PACKAGE):
+        for name in names:
+            if name.endswith(".py"):
+                yield os.path.join(folder, name)
+
+
+def test_every_package_unit_has_a_layer():
+    units = {_unit(p) for p in _package_files()}
+    assert units <= set(RANK), f"add these to LAYERS and docs/architecture.md: {sorted(units - set(RANK))}"
+
+
+def test_imports_go_one_way():
+    upward = []
+    for path in _package_files():
+        unit = _unit(path)
+        for target in _imported_units(path):
+            if target in RANK and RANK[target] > RANK[unit] and (unit, target) not in ALLOWED_UPWARD:
+                upward.append(f"{os.path.relpath(path, ROOT)} imports {target} "
+                              f"({LAYERS[RANK[unit]][0]} -> {LAYERS[RANK[target]][0]})")
+    assert not upward, upward
+
+
+def test_the_import_check_sees_an_upward_import(tmp_path):
+    bad = tmp_path / "ppvision_hybrid" / "layers" / "bad.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("from ..engine import Engine\nfrom ..paddle_compat import pad_arg\n"
+                   "import ppvision_hybrid.adapters.seg\n")
+    package = str(tmp_path / "ppvision_hybrid")
+    assert _unit(str(bad), package) == "layers"
+    assert _imported_units(str(bad), package) == {"engine", "paddle_compat", "adapters"}
+
+
+def _console_scripts():
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11: read the table by hand (one "name = "module:function"" a line)
+        text = open(os.path.join(ROOT, "pyproject.toml")).read()
+        table = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+        return dict(re.findall(r'^([\w-]+)\s*=\s*"([^"]+)"', table, re.M))
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["scripts"]
+
+
+def test_console_scripts_point_at_package_functions():
+    scripts = _console_scripts()
+    assert {"ppvh-train", "ppvh-eval", "ppvh-infer", "ppvh-model-info", "ppvh-export-onnx"} <= set(scripts)
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        assert module.startswith("ppvision_hybrid"), (name, target)
+        assert callable(getattr(importlib.import_module(module), function)), (name, target)
+
+
+def test_model_info_console_function_prints_the_table(capsys):
+    from ppvision_hybrid.flops import main
+    assert main(["MixFormer_B0"]) == 0
+    assert "| MixFormer_B0 | 3x224x224 | 5.099 | 0.402 | 5.099 | 0.402 |" in capsys.readouterr().out
+
+
+def test_nothing_points_outside_the_repository():
+    pattern = re.compile(r"shared/(notes|specs|reference)|/work/")
+    hits = []
+    for top in ("ppvision_hybrid", "tests", "docs", "tools", "configs", "benchmarks", "deploy", "README.md"):
+        path = os.path.join(ROOT, top)
+        files = [path] if os.path.isfile(path) else [os.path.join(d, n) for d, _, ns in os.walk(path) for n in ns]
+        for file in files:
+            if file.endswith((".py", ".md", ".yml", ".yaml", ".txt", ".toml", ".sh")) and file != __file__:
+                with open(file, errors="replace") as f:
+                    hits += [f"{os.path.relpath(file, ROOT)}:{i}" for i, line in enumerate(f, 1) if pattern.search(line)]
+    assert not hits, hits
