@@ -49,7 +49,7 @@ import paddle.nn.functional as F
 
 from ..layers import (DropPath, ConvBN, ConvBNAct, Scale, adaptive_avg_pool2d_matmul, affine_as_depthwise_conv,
                       batch_norm_affine, bicubic_resize, conv2d_with, embed_kernel, fold_into_conv1x1,
-                      trunc_normal_, zeros_, ones_)
+                      matmul_any_contraction, trunc_normal_, zeros_, ones_)
 from ..registry import register_model, register_converter
 from .base import HybridBackbone, build_model
 
@@ -281,7 +281,7 @@ class OSRA(nn.Layer):
         if relative_pos is not None:  # already resized to [1, heads, N, Nk] by the stage
             attn = attn + relative_pos
         attn = F.softmax(attn, axis=-1)
-        out = paddle.matmul(v, attn, transpose_y=True)              # [B, h, d, N]
+        out = matmul_any_contraction(v, attn, transpose_y=True)     # [B, h, d, N]; Nk is 1 on a 1x1 map
         return out.reshape([0, self.dim, h, w])
 
     def deploy_twin(self):
