@@ -310,13 +310,14 @@ def test_export_at_32x32_matches_dygraph_in_a_fresh_config(exports, name):
 @pytest.mark.parametrize("transpose_x, transpose_y", [(False, False), (False, True), (True, False)])
 def test_matmul_any_contraction_is_right_at_length_1_in_a_fresh_config(tmp_path, transpose_x, transpose_y):
     """``layers.matmul_any_contraction`` with a contraction of length 1 (static and symbolic) in a
-    saved graph; eager it is exactly ``paddle.matmul``."""
+    saved graph; eager it is exactly ``paddle.matmul``, and a static length of 2 or more (kept
+    static by ``static_token_count``) is a plain matmul in the graph too."""
     import paddle.nn as nn
     from paddle.static import InputSpec
-    from ppvision_hybrid.layers import matmul_any_contraction
+    from ppvision_hybrid.layers import matmul_any_contraction, static_token_count
 
     def token_sums(x, matmul):  # (B, C, H, W) -> sums over the H*W tokens, as the models take them
-        t = x.reshape([0, 8, 20, -1])                                  # [B, heads, d, tokens]
+        t = x.reshape([0, 8, 20, static_token_count(x)])                # [B, heads, d, tokens]
         a = t.transpose([0, 1, 3, 2]) if transpose_x else t
         b = t * 0.5 if transpose_y else t.transpose([0, 1, 3, 2]) * 0.5
         return matmul(a, b, transpose_x=transpose_x, transpose_y=transpose_y)
@@ -332,11 +333,15 @@ def test_matmul_any_contraction_is_right_at_length_1_in_a_fresh_config(tmp_path,
         expected = [layer(paddle.to_tensor(x)).numpy() for x in inputs]
         plain = token_sums(paddle.to_tensor(inputs[2]), paddle.matmul).numpy()
     assert np.array_equal(expected[2], plain)
-    for hw in (None, 1):  # symbolic H/W, and a static 1x1
+    for hw in (None, 1, 2):  # symbolic H/W, a static 1x1, a static 2x2 (needs no padding)
         model_dir = str(tmp_path / f"hw{hw}")
         static = paddle.jit.to_static(layer, input_spec=[InputSpec([None, 160, hw, hw], "float32", "x")],
                                       full_graph=True)
         paddle.jit.save(static, os.path.join(model_dir, "inference"))
+        with open(model_files(model_dir)[0]) as f:
+            assert ("concat" in f.read()) == (hw != 2), "padding only where the length may be 1"
+        if hw == 2:
+            continue
         errors = [relative_error(out, y) for out, y in
                   zip(run_as_consumer(model_dir, "plain_config", inputs), expected)]
         assert all(err <= RTOL for err in errors), f"H=W={hw or 'symbolic'}: {['%.2e' % e for e in errors]}"

@@ -16,6 +16,14 @@ def _append_zero(x, axis):
     return paddle.concat([x, zero], axis=axis)
 
 
+def static_token_count(x):
+    """``H * W`` of an NCHW ``x`` where both are static (eager calls, fixed-size exports), else -1:
+    the token axis for a ``reshape``, so that a traced graph keeps the length static and
+    :func:`matmul_any_contraction` knows when it needs no padding."""
+    h, w = x.shape[2], x.shape[3]
+    return h * w if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else -1
+
+
 def matmul_any_contraction(x, y, transpose_x=False, transpose_y=False):
     """``paddle.matmul(x, y, transpose_x, transpose_y)`` that stays right in exported graphs when
     the contracted length can be 1 at run time.

@@ -20,7 +20,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..layers import ConvBN, ConvBNAct, DropPath, pad_to_multiple, trunc_normal_, zeros_, ones_
-from ..layers import kaiming_normal_fan_out_, matmul_any_contraction
+from ..layers import kaiming_normal_fan_out_, matmul_any_contraction, static_token_count
 from ..registry import register_model
 from .base import HybridBackbone, build_model
 
@@ -156,8 +156,9 @@ class PartitionAttention(nn.Layer):
                 t, _, _ = pad_to_multiple(t, k, k, data_format="NCHW")
             t = self.down(t)
         h, w = t.shape[2], t.shape[3]
-        xs = t.reshape([0, self.num_heads, self.head_dim, -1])                  # hashed / scored
-        xv = self.value(t).reshape([0, self.num_heads, self.head_dim, -1])      # x~ of eqs. 7-8
+        m = static_token_count(t)
+        xs = t.reshape([0, self.num_heads, self.head_dim, m])                   # hashed / scored
+        xv = self.value(t).reshape([0, self.num_heads, self.head_dim, m])       # x~ of eqs. 7-8
 
         P = self.partition(xs)                                                   # (B, h, K, m)
         sizes = P.sum(axis=-1, keepdim=True)                                     # (B, h, K, 1)

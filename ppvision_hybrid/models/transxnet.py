@@ -49,7 +49,7 @@ import paddle.nn.functional as F
 
 from ..layers import (DropPath, ConvBN, ConvBNAct, Scale, adaptive_avg_pool2d_matmul, affine_as_depthwise_conv,
                       batch_norm_affine, bicubic_resize, conv2d_with, embed_kernel, fold_into_conv1x1,
-                      matmul_any_contraction, trunc_normal_, zeros_, ones_)
+                      matmul_any_contraction, static_token_count, trunc_normal_, zeros_, ones_)
 from ..registry import register_model, register_converter
 from .base import HybridBackbone, build_model
 
@@ -275,7 +275,7 @@ class OSRA(nn.Layer):
         nh, d = self.num_heads, self.head_dim
         q = self.q(x).reshape([0, nh, d, -1])                       # [B, h, d, N]
         kv = self.sr(x)
-        kv = self.kv(self.local_conv(kv) + kv).reshape([0, 2 * nh, d, -1])
+        kv = self.kv(self.local_conv(kv) + kv).reshape([0, 2 * nh, d, static_token_count(kv)])
         k, v = paddle.split(kv, 2, axis=1)                          # [B, h, d, Nk] each; one op, not two slices
         attn = self.attn_scale(paddle.matmul(q, k, transpose_x=True))  # [B, h, N, Nk]
         if relative_pos is not None:  # already resized to [1, heads, N, Nk] by the stage
