@@ -16,6 +16,7 @@ def _append_zero(x, axis):
     return paddle.concat([x, zero], axis=axis)
 
 
+@paddle.jit.not_to_static  # plain Python on the traced shapes: -1 must stay an int for reshape
 def static_token_count(x):
     """``H * W`` of an NCHW ``x`` where both are static (eager calls, fixed-size exports), else -1:
     the token axis for a ``reshape``, so that a traced graph keeps the length static and
