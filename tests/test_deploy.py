@@ -284,6 +284,69 @@ def test_consumer_scripts_as_written_behave_like_resnet18(exports, control_outco
         assert ours == control, f"{name} in {setting} as written: {ours}, resnet18: {control}"
 
 
+#: (batch, H, W) fed, in order, to one fresh predictor of the dynamic-H/W export at the smallest
+#: input the models take: the last stage is 1x1, so every token sum there has length 1. oneDNN's
+#: matmul returns uninitialised memory for such a contraction, often right on the first call and
+#: wrong on later ones, hence the repeats (new values each time) and both batch sizes.
+SMALL_CASES = ((1, 32, 32), (1, 32, 32), (1, 32, 32), (2, 32, 32), (2, 32, 32))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_export_at_32x32_matches_dygraph_in_a_fresh_config(exports, name):
+    """A fresh ``paddle.inference.Config`` (oneDNN on, Paddle 3.3.1's default) at 32x32, where
+    the stride-32 map is 1x1: every call equals dygraph (1e-4 relative), not only the first."""
+    model_dir, _ = exports(name, "dynamic_hw")
+    model = make_test_model(name)
+    rng = np.random.RandomState(3)
+    inputs = [rng.standard_normal((b, 3, h, w)).astype("float32") for b, h, w in SMALL_CASES]
+    with paddle.no_grad():
+        expected = [model(paddle.to_tensor(x)).numpy() for x in inputs]
+    outputs = run_as_consumer(model_dir, "plain_config", inputs)
+    errors = [relative_error(out, y) for out, y in zip(outputs, expected)]
+    # all(), not max(): max() skips a NaN after a finite value
+    assert all(err <= RTOL for err in errors), f"{name} at 32x32, call by call: {['%.2e' % e for e in errors]}"
+
+
+@pytest.mark.parametrize("transpose_x, transpose_y", [(False, False), (False, True), (True, False)])
+def test_matmul_any_contraction_is_right_at_length_1_in_a_fresh_config(tmp_path, transpose_x, transpose_y):
+    """``layers.matmul_any_contraction`` with a contraction of length 1 (static and symbolic) in a
+    saved graph; eager it is exactly ``paddle.matmul``, and a static length of 2 or more (kept
+    static by ``static_token_count``) is a plain matmul in the graph too."""
+    import paddle.nn as nn
+    from paddle.static import InputSpec
+    from ppvision_hybrid.layers import matmul_any_contraction, static_token_count
+
+    def token_sums(x, matmul):  # (B, C, H, W) -> sums over the H*W tokens, as the models take them
+        t = x.reshape([0, 8, 20, static_token_count(x)])                # [B, heads, d, tokens]
+        a = t.transpose([0, 1, 3, 2]) if transpose_x else t
+        b = t * 0.5 if transpose_y else t.transpose([0, 1, 3, 2]) * 0.5
+        return matmul(a, b, transpose_x=transpose_x, transpose_y=transpose_y)
+
+    class TokenSums(nn.Layer):
+        def forward(self, x):
+            return token_sums(x, matmul_any_contraction)
+
+    rng = np.random.RandomState(0)
+    inputs = [rng.standard_normal((b, 160, 1, 1)).astype("float32") for b in (1, 1, 2, 2)]
+    layer = TokenSums()
+    with paddle.no_grad():
+        expected = [layer(paddle.to_tensor(x)).numpy() for x in inputs]
+        plain = token_sums(paddle.to_tensor(inputs[2]), paddle.matmul).numpy()
+    assert np.array_equal(expected[2], plain)
+    for hw in (None, 1, 2):  # symbolic H/W, a static 1x1, a static 2x2 (needs no padding)
+        model_dir = str(tmp_path / f"hw{hw}")
+        static = paddle.jit.to_static(layer, input_spec=[InputSpec([None, 160, hw, hw], "float32", "x")],
+                                      full_graph=True)
+        paddle.jit.save(static, os.path.join(model_dir, "inference"))
+        with open(model_files(model_dir)[0]) as f:
+            assert ("concat" in f.read()) == (hw != 2), "padding only where the length may be 1"
+        if hw == 2:
+            continue
+        errors = [relative_error(out, y) for out, y in
+                  zip(run_as_consumer(model_dir, "plain_config", inputs), expected)]
+        assert all(err <= RTOL for err in errors), f"H=W={hw or 'symbolic'}: {['%.2e' % e for e in errors]}"
+
+
 @pytest.fixture
 def exact_fp32_on_gpu():
     """cuDNN / cuBLAS without TF32 (Paddle allows it by default; it rounds inputs to 10 bits):

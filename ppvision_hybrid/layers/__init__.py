@@ -8,6 +8,7 @@ from .mlp import Mlp
 from .channels_last import batch_norm_channels_last
 from .reparam import (re_parameterize_layers, Scale, batch_norm_affine, conv2d_with, fuse_conv_bn,
                       fold_into_conv1x1, affine_as_depthwise_conv, embed_kernel)
+from .contraction import matmul_any_contraction, static_token_count
 from .resample import adaptive_pool_matrix, adaptive_avg_pool2d_matmul, floor_with_fraction, bicubic_resize
 from .depthwise import DepthwiseConv2D, depthwise_conv2d
 from .activation import GELU, gelu
@@ -19,5 +20,6 @@ __all__ = [
     "batch_norm_channels_last", "adaptive_pool_matrix",
     "adaptive_avg_pool2d_matmul", "floor_with_fraction", "re_parameterize_layers", "Scale", "batch_norm_affine",
     "conv2d_with", "fuse_conv_bn", "fold_into_conv1x1", "affine_as_depthwise_conv", "embed_kernel",
-    "DepthwiseConv2D", "depthwise_conv2d", "GELU", "gelu", "bicubic_resize",
+    "DepthwiseConv2D", "depthwise_conv2d", "GELU", "gelu", "bicubic_resize", "matmul_any_contraction",
+    "static_token_count",
 ]

@@ -8,6 +8,7 @@ converts and runs anywhere, with the input size symbolic.
 import numpy as np
 import paddle
 
+from .contraction import matmul_any_contraction
 from .fast_ops import autocast_enabled, load_fast_ops, run_fast_op
 
 
@@ -54,7 +55,8 @@ def adaptive_avg_pool2d_matmul(x, out, append_mean=False):
     cols = adaptive_pool_matrix(x.shape[3], out)  # [out, W]
     if append_mean:
         rows, cols = [paddle.concat([m, _mean_row(m)]) for m in (rows, cols)]
-    return paddle.matmul(paddle.matmul(rows, x), cols, transpose_y=True)
+    # H or W may be 1 at run time (a 1x1 map): see matmul_any_contraction
+    return matmul_any_contraction(matmul_any_contraction(rows, x), cols, transpose_y=True)
 
 
 def _bicubic_weights(x):

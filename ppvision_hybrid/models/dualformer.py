@@ -22,7 +22,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..layers import ConvBN, ConvBNAct, DropPath, pad_to_multiple, trunc_normal_, zeros_, ones_
-from ..layers import kaiming_normal_fan_out_
+from ..layers import kaiming_normal_fan_out_, matmul_any_contraction, static_token_count
 from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
 __all__ = ["DualFormer", "PartitionAttention", "DualBlock", "DualFormer_T", "DualFormer_XS",
@@ -154,8 +154,9 @@ class PartitionAttention(nn.Layer):
                 t, _, _ = pad_to_multiple(t, k, k, data_format="NCHW")
             t = self.down(t)
         h, w = t.shape[2], t.shape[3]
-        xs = t.reshape([0, self.num_heads, self.head_dim, -1])                  # hashed / scored
-        xv = self.value(t).reshape([0, self.num_heads, self.head_dim, -1])      # x~ of eqs. 7-8
+        m = static_token_count(t)
+        xs = t.reshape([0, self.num_heads, self.head_dim, m])                   # hashed / scored
+        xv = self.value(t).reshape([0, self.num_heads, self.head_dim, m])       # x~ of eqs. 7-8
 
         P = self.partition(xs)                                                   # (B, h, K, m)
         sizes = P.sum(axis=-1, keepdim=True)                                     # (B, h, K, 1)
@@ -191,17 +192,18 @@ class PartitionAttention(nn.Layer):
                   * P.unsqueeze(3).expand([-1, -1, -1, d, -1]))                   # (B, h, K, d, m)
         peak = masked.max(axis=-1)                                               # (B, h, K, d)
         e = paddle.exp(shifted - paddle.matmul(peak, P, transpose_x=True))       # (B, h, d, m)
-        denom = paddle.matmul(P, e, transpose_y=True) + empty                    # (B, h, K, d)
+        # Sums over the m tokens, 1 on a 1x1 map: hence matmul_any_contraction (also in _inter).
+        denom = matmul_any_contraction(P, e, transpose_y=True) + empty           # (B, h, K, d)
         if self.intra_mode == "pooled":
             # GCNet-style: one softmax-pooled context per partition, broadcast to its tokens.
-            pooled = paddle.matmul(P, e * xv, transpose_y=True) / denom
+            pooled = matmul_any_contraction(P, e * xv, transpose_y=True) / denom
             return paddle.matmul(pooled, P, transpose_x=True)
         scale = (sizes if self.intra_mode == "mean1" else 1.0) / denom
         return paddle.matmul(scale, P, transpose_x=True) * e * xv
 
     def _inter(self, xv, P, sizes, empty):
         """Inter-partition attention (eqs. 8-9, [A11]), scattered back to the tokens."""
-        means = paddle.matmul(P, xv, transpose_y=True) / paddle.clip(sizes, min=1.0)  # (B, h, K, d)
+        means = matmul_any_contraction(P, xv, transpose_y=True) / paddle.clip(sizes, min=1.0)  # (B, h, K, d)
         importance = self.importance(means) * (1.0 - empty)                      # (B, h, K, 1)
         inter = means * (importance / importance.sum(axis=2, keepdim=True))
         return paddle.matmul(inter, P, transpose_x=True)                         # (B, h, d, m)

@@ -48,7 +48,7 @@ import paddle.nn.functional as F
 
 from ..layers import (DropPath, ConvBN, ConvBNAct, Scale, adaptive_avg_pool2d_matmul, affine_as_depthwise_conv,
                       batch_norm_affine, bicubic_resize, conv2d_with, embed_kernel, fold_into_conv1x1,
-                      trunc_normal_, zeros_, ones_)
+                      matmul_any_contraction, static_token_count, trunc_normal_, zeros_, ones_)
 from ..registry import register_converter
 from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
@@ -262,13 +262,13 @@ class OSRA(nn.Layer):
         nh, d = self.num_heads, self.head_dim
         q = self.q(x).reshape([0, nh, d, -1])                       # [B, h, d, N]
         kv = self.sr(x)
-        kv = self.kv(self.local_conv(kv) + kv).reshape([0, 2 * nh, d, -1])
+        kv = self.kv(self.local_conv(kv) + kv).reshape([0, 2 * nh, d, static_token_count(kv)])
         k, v = paddle.split(kv, 2, axis=1)                          # [B, h, d, Nk] each; one op, not two slices
         attn = self.attn_scale(paddle.matmul(q, k, transpose_x=True))  # [B, h, N, Nk]
         if relative_pos is not None:  # already resized to [1, heads, N, Nk] by the stage
             attn = attn + relative_pos
         attn = F.softmax(attn, axis=-1)
-        out = paddle.matmul(v, attn, transpose_y=True)              # [B, h, d, N]
+        out = matmul_any_contraction(v, attn, transpose_y=True)     # [B, h, d, N]; Nk is 1 on a 1x1 map
         return out.reshape([0, self.dim, h, w])
 
     def deploy_twin(self):
