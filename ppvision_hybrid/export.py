@@ -2,13 +2,14 @@
 import copy
 import os
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
 from .io_atomic import atomic_directory, fault_point
 
-__all__ = ["ExportError", "deploy_copy", "export_inference_model"]
+__all__ = ["ExportError", "deploy_copy", "export_inference_model", "read_back"]
 
 
 class _WithSoftmax(nn.Layer):
@@ -55,7 +56,7 @@ def export_inference_model(model, save_dir, image_shape=(3, 224, 224), with_soft
     with atomic_directory(save_dir, replaces=lambda entry: entry.startswith(filename + ".")) as tmp:
         fault_point("export started")
         paddle.jit.save(static, os.path.join(tmp, filename))
-        _read_back(os.path.join(tmp, filename), save_dir)
+        read_back(os.path.join(tmp, filename), save_dir)
         if infer_config is not None:
             from .inference_yml import write_inference_yml
             write_inference_yml(tmp, **infer_config)
@@ -66,14 +67,21 @@ class ExportError(RuntimeError):
     """An export that could not be written completely; the previous export was kept."""
 
 
-def _read_back(prefix, save_dir):
-    """Load what ``paddle.jit.save`` wrote: it does not report a failed write (a full disk leaves
-    a truncated ``.pdiparams`` and no error), so a set is only swapped in once it loads."""
+def read_back(prefix, save_dir):
+    """Check what ``paddle.jit.save`` wrote: it does not report a failed write (a full disk leaves
+    a truncated ``.pdiparams`` and no error), so a set is only swapped in once it loads and its
+    parameter file holds at least the bytes of the weights the saved program declares
+    (``jit.load`` accepts some truncated files of small models)."""
     try:
-        paddle.jit.load(prefix)
+        loaded = paddle.jit.load(prefix)
+        params = prefix + ".pdiparams"
+        tensors = list(loaded.parameters()) + list(loaded.buffers())
+        payload = sum(int(np.prod(t.shape)) * t.element_size() for t in tensors)
+        if os.path.exists(params) and os.path.getsize(params) < payload:
+            raise ValueError(f"{os.path.basename(params)} holds {os.path.getsize(params)} bytes, "
+                             f"the weights need {payload}")
     except Exception as e:  # Paddle raises RuntimeError/ValueError/... for damaged files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"the export for {save_dir} was written incompletely and does not load "
                           f"({first}); the disk may be full. Nothing was replaced: the previous "
                           f"contents of {save_dir} are as they were") from e
-

@@ -177,6 +177,34 @@ def test_enospc_during_export_keeps_the_old_export(tmp_path, monkeypatch):
     assert _tree(folder) == before and _temporaries(tmp_path) == []
 
 
+def test_enospc_during_a_segmentation_export_keeps_the_old_export(tmp_path, monkeypatch):
+    """The PaddleSeg export (model, params, deploy.yaml) is swapped in as one set, like ours."""
+    from ppvision_hybrid.adapters.pipeline import export_seg_model
+
+    class TinySegmenter(paddle.nn.Layer):  # PaddleSeg's contract: forward returns a list of logits
+        def __init__(self, seed):
+            super().__init__()
+            paddle.seed(seed)
+            self.conv = paddle.nn.Conv2D(3, 2, 3, padding=1)
+
+        def forward(self, x):
+            return [self.conv(x)]
+
+    folder = tmp_path / "seg_export"
+    export_seg_model(TinySegmenter(0), str(folder))
+    before = _tree(folder)
+    real = paddle.jit.save
+
+    def full_disk_save(layer, path, *args, **kwargs):
+        real(layer, path, *args, **kwargs)
+        with open(path + ".pdiparams", "rb+") as f:
+            f.truncate(os.path.getsize(path + ".pdiparams") // 2)
+    monkeypatch.setattr(paddle.jit, "save", full_disk_save)
+    with pytest.raises(ExportError, match="written incompletely"):
+        export_seg_model(TinySegmenter(1), str(folder))
+    assert _tree(folder) == before and _temporaries(tmp_path) == []
+
+
 def test_enospc_during_in_place_conversion_keeps_the_source(tmp_path, monkeypatch):
     src = str(tmp_path / "mf.pdparams")
     paddle.seed(0)  # conversion checks against the registered (default-size) variant

@@ -74,11 +74,15 @@ def export_seg_model(model, save_dir, transforms=None, output_op="none"):
     wrapped.eval()
     spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]
     static = paddle.jit.to_static(wrapped, input_spec=spec, full_graph=True)
-    os.makedirs(save_dir, exist_ok=True)
-    paddle.jit.save(static, os.path.join(save_dir, "model"))
-    with open(os.path.join(save_dir, "deploy.yaml"), "w") as f:
-        yaml.safe_dump({"Deploy": {"model": "model.json", "params": "model.pdiparams",
-                                   "transforms": transforms or [], "output_op": output_op}}, f)
+    # model, params and deploy.yaml replace an earlier export as one set, and only once they load
+    from ..export import read_back
+    from ..io_atomic import atomic_directory
+    with atomic_directory(save_dir, replaces=lambda entry: entry.startswith("model.")) as tmp:
+        paddle.jit.save(static, os.path.join(tmp, "model"))
+        read_back(os.path.join(tmp, "model"), save_dir)
+        with open(os.path.join(tmp, "deploy.yaml"), "w") as f:
+            yaml.safe_dump({"Deploy": {"model": "model.json", "params": "model.pdiparams",
+                                       "transforms": transforms or [], "output_op": output_op}}, f)
     return save_dir
 
 
