@@ -9,7 +9,7 @@ import numpy as np
 from .cli import load_det_config, fill_pfpn_inplanes
 from .verify import compare_det_export, compare_seg_export, det_inputs
 
-__all__ = ["run_det_pipeline", "run_seg_pipeline", "export_seg_model"]
+__all__ = ["run_det_pipeline", "run_seg_pipeline", "export_det_model", "export_seg_model"]
 
 
 def run_det_pipeline(config, arch, det_root, workdir, epochs=1, compare_sizes=((128, 160), (160, 96))):
@@ -41,13 +41,27 @@ def run_det_pipeline(config, arch, det_root, workdir, epochs=1, compare_sizes=((
                "bbox_ap": float(results["bbox"][0]) if "bbox" in results else None,
                "mask_ap": float(results["mask"][0]) if "mask" in results else None}
     export_root = os.path.join(workdir, "inference")
-    trainer.export(export_root)
+    export_det_model(trainer, export_root)
     export_dir = os.path.join(export_root, os.path.splitext(os.path.basename(config))[0])
     summary["export_files"] = sorted(os.listdir(export_dir))
     summary["compare"] = [compare_det_export(trainer.model, export_dir, det_inputs(h, w, seed=i))
                           for i, (h, w) in enumerate(compare_sizes)]
     summary["trainer"] = trainer
     return summary
+
+
+def export_det_model(trainer, output_dir):
+    """ppdet's ``Trainer.export`` (which re-parameterizes our backbone through
+    ``convert_to_deploy``) into a temporary folder swapped in as one set, each model folder read
+    back first: ``output_dir/<config name>/`` is replaced whole or not at all."""
+    from ..export import read_back
+    from ..io_atomic import atomic_directory
+    with atomic_directory(output_dir) as tmp:
+        trainer.export(tmp)
+        for name in os.listdir(tmp):
+            if os.path.exists(os.path.join(tmp, name, "model.pdiparams")):
+                read_back(os.path.join(tmp, name, "model"), output_dir)
+    return output_dir
 
 
 def export_seg_model(model, save_dir, transforms=None, output_op="none"):
