@@ -23,6 +23,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from ppvision_hybrid.cli_errors import main_guard  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -44,6 +45,7 @@ def parse_args(argv=None):
     return args
 
 
+@main_guard
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)

@@ -10,6 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ppvision_hybrid.cli_errors import main_guard  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -42,6 +43,7 @@ def resolve_names(patterns, use_all):
     return names
 
 
+@main_guard
 def main(argv=None):
     args = parse_args(argv)
     import ppvision_hybrid as pvh
