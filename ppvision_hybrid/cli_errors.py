@@ -26,7 +26,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["UserError", "DataError", "ModelArgumentError", "main_guard", "format_error",
+__all__ = ["UserError", "DataError", "ModelArgumentError", "InputFailures", "main_guard", "format_error",
            "exit_status", "debug_requested", "quiet_third_party_noise"]
 
 USAGE_STATUS = 2
@@ -57,6 +57,33 @@ class DataError(UserError, ValueError):
 
 class ModelArgumentError(UserError, ValueError):
     """A model constructor argument out of its range; the message names the argument."""
+
+
+class InputFailures:
+    """Inputs of a batch job (images of a folder) that could not be processed: each is reported
+    on stderr when it fails and skipped; :meth:`raise_if_any` then ends the run with one
+    DataError (exit status 1) after the others were processed."""
+
+    def __init__(self, tag):
+        self.tag, self.reasons = tag, {}
+
+    def record(self, path, err):
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        reason = " ".join(reason.split()).removeprefix(f"{path}: ") or type(err).__name__
+        self.reasons[path] = reason
+        print(f"[{self.tag}] skipped {path}: {reason}", file=sys.stderr, flush=True)
+
+    def __contains__(self, path):
+        return path in self.reasons
+
+    def __len__(self):
+        return len(self.reasons)
+
+    def raise_if_any(self, total):
+        if self.reasons:
+            names = sorted(self.reasons)
+            raise DataError(f"{len(names)} of {total} images could not be read (each reported above): "
+                            f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
 
 
 def _is_expected(exc):

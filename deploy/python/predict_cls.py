@@ -536,9 +536,10 @@ class ClsPredictor:
 
     def predict_paths(self, paths, timings=None, failed=None):
         """Results for the images that could be read; an image that cannot be read or decoded
-        is reported on stderr, added to ``failed`` (path -> reason) and skipped."""
+        is reported on stderr, recorded in ``failed`` (a ``cli_errors.InputFailures``) and
+        skipped."""
         results = []
-        failed = {} if failed is None else failed
+        failed = cli_errors.InputFailures("predict_cls") if failed is None else failed
         for start in range(0, len(paths), self.batch_size):
             t0 = time.perf_counter()
             chunk, arrays = [], []
@@ -547,9 +548,7 @@ class ClsPredictor:
                     arrays.append(preprocess(path, self.ops))
                     chunk.append(path)
                 except (OSError, ValueError, cv2.error) as err:
-                    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-                    failed[path] = " ".join(reason.split()).removeprefix(f"{path}: ") or type(err).__name__
-                    print(f"[predict_cls] skipped {path}: {failed[path]}", file=sys.stderr, flush=True)
+                    failed.record(path, err)
             if not chunk:
                 continue
             batch = np.stack(arrays).astype(np.float32)
@@ -725,7 +724,7 @@ def main(argv=None):
     paths = list_images(g["infer_imgs"])
     timings = {"preprocess": [], "inference": [], "postprocess": [], "batch_sizes": []}
     start = time.perf_counter()
-    lines, failed = [], {}
+    lines, failed = [], cli_errors.InputFailures("predict_cls")
     for result in predictor.predict_paths(paths, timings, failed):
         line = f"{result['file_name']}:\tclass id(s): {result['class_ids']}, score(s): {result['scores']}"
         if "label_names" in result:
@@ -751,10 +750,7 @@ def main(argv=None):
               f"preprocess {np.mean(timings['preprocess']):.2f} ms/batch")
     elif g.get("save_log_path"):
         _write_lines(g["save_log_path"], lines)
-    if failed:
-        raise cli_errors.DataError(
-            f"{len(failed)} of {len(paths)} images could not be predicted (each reported above): "
-            f"{', '.join(sorted(failed)[:5])}{' ...' if len(failed) > 5 else ''}", exit_code=1)
+    failed.raise_if_any(len(paths))
     return 0
 
 
