@@ -269,7 +269,7 @@ class Predictor:
         self._executor_built = False
         try:
             self.predictor = inference.create_predictor(config)
-        except RuntimeError as err:
+        except (RuntimeError, ValueError) as err:  # Paddle raises either for damaged files
             raise _unreadable_model(config, err) from err
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()

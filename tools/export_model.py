@@ -83,7 +83,11 @@ def _export(args):
         prefix = Engine(config, mode="export").export(save_dir=args.output, dynamic_hw=args.dynamic_hw)
     else:
         from ppvision_hybrid import create_model, get_model_spec
-        spec = get_model_spec(args.model)
+        from ppvision_hybrid.cli_errors import UserError
+        try:
+            spec = get_model_spec(args.model)
+        except KeyError as err:
+            raise UserError(f"--model: {err.args[0]}") from None
         kwargs = dict(features_only=True) if args.features_only else {}
         model = create_model(args.model, pretrained=args.pretrained or False, class_num=args.class_num, **kwargs)
         out = args.output or os.path.join("inference", args.model)

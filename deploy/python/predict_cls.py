@@ -134,10 +134,16 @@ def apply_overrides(config, overrides):
     return config
 
 
-def load_config(path, overrides=()):
+def _read_yaml(path):
     with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
-    return apply_overrides(config, overrides)
+        try:
+            return yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+
+
+def load_config(path, overrides=()):
+    return apply_overrides(_read_yaml(path), overrides)
 
 
 def _check_keys(mapping, where, accepted, refused=None):
@@ -194,8 +200,7 @@ def load_model_yml(model_dir):
     path = os.path.join(folder, "inference.yml")
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    return _read_yaml(path)
 
 
 def _crop_size(ops):
@@ -381,10 +386,14 @@ class Topk:
             else:
                 self.labels = {}
                 with open(path, encoding="utf-8") as f:
-                    for line in f:
+                    for line_no, line in enumerate(f, 1):
                         parts = line.strip().split(delimiter or None, 1)
-                        if parts and parts[0]:
-                            self.labels[int(parts[0])] = parts[1].strip() if len(parts) > 1 else parts[0]
+                        if not parts or not parts[0]:
+                            continue
+                        if not parts[0].lstrip("-").isdigit():
+                            raise ConfigError(f"PostProcess.Topk.class_id_map_file {path}:{line_no}: "
+                                              f"expected 'class_id name', got {line.strip()!r}")
+                        self.labels[int(parts[0])] = parts[1].strip() if len(parts) > 1 else parts[0]
 
     @staticmethod
     def _probabilities(scores):

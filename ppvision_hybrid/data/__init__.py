@@ -69,7 +69,6 @@ def build_dataloader(section_cfg, class_num, shuffle_default=False):
     process); the engine calls ``sampler.set_epoch(epoch)`` so the shuffle order depends only on
     the epoch number, which makes resumed runs see the same batches."""
     dataset = build_dataset(section_cfg["dataset"])
-    dataset.check_labels(class_num)
     batch_ops = build_batch_ops(section_cfg["dataset"].get("batch_transform_ops"), class_num)
     sampler = build_sampler(dataset, section_cfg.get("sampler"), shuffle_default)
     loader_cfg = section_cfg.get("loader") or {}

@@ -102,13 +102,15 @@ class ImageNetDataset(paddle.io.Dataset):
     def class_num(self):
         return max(self.labels) + 1
 
-    def check_labels(self, class_num, where="Arch.class_num"):
-        """Every label in 0..class_num-1, else a DataError naming the list file and line."""
+    def label_range_problem(self, class_num):
+        """None when every label is in 0..class_num-1, else what is wrong, naming the list file
+        and line of the first label outside."""
         for label, line_no in zip(self.labels, self.line_numbers):
             if not 0 <= label < class_num:
-                raise DataError(f"{self.cls_label_path}:{line_no}: label {label} is out of range: "
-                                f"labels must be 0..{class_num - 1} ({where} is {class_num}). Fix "
-                                f"the list or set Arch.class_num.", exit_code=2)
+                return (f"{self.cls_label_path}:{line_no}: label {label} is out of range: labels must "
+                        f"be 0..{class_num - 1} (Arch.class_num is {class_num}). Fix the list or set "
+                        f"Arch.class_num.")
+        return None
 
     def __len__(self):
         return len(self.images)

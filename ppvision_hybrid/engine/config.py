@@ -263,6 +263,20 @@ def _lookup(cfg, parts, where=()):
     return [found for key in keys for found in _lookup(cfg[key], rest, where + (str(key),))]
 
 
+def _check_weight_paths(cfg):
+    """``Global.pretrained_model`` / ``Global.checkpoints`` are checkpoint prefixes or .pdparams
+    files: a directory is named with what to pass instead."""
+    g = cfg.get("Global") or {}
+    for key in ("pretrained_model", "checkpoints"):
+        value = g.get(key)
+        if isinstance(value, str) and os.path.isdir(value):
+            prefixes = sorted(f[:-len(".pdparams")] for f in os.listdir(value) if f.endswith(".pdparams"))
+            example = os.path.join(value, prefixes[0] if prefixes else "best_model")
+            found = f" (it holds {', '.join(prefixes[:5])})" if prefixes else " (it holds no .pdparams)"
+            raise ConfigError(f"Global.{key}={value} is a directory{found}: give a checkpoint prefix "
+                              f"such as {example} (the path without .pdparams) or a .pdparams file")
+
+
 def _check_numbers(cfg):
     """Numbers are numbers (``Global.epochs=abc`` names the key) within their range."""
     for path, kind, minimum in NUMBER_KEYS:
@@ -289,6 +303,7 @@ def validate_config(cfg):
         raise ConfigError(f"a config must be a mapping of sections ({', '.join(SECTIONS)})")
     _check_keys(cfg, "", SECTIONS, REFUSED_SECTIONS)
     _check_numbers(cfg)
+    _check_weight_paths(cfg)
     _check_global(cfg.get("Global"))
     _check_keys(cfg.get("AMP"), "AMP", AMP_KEYS)
     _check_keys(cfg.get("EMA"), "EMA", EMA_KEYS)
@@ -358,7 +373,10 @@ def load_config(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file not found: {path}")
     with open(path, "r", encoding="utf-8") as f:
-        cfg = yaml.load(f, Loader=_Loader)
+        try:
+            cfg = yaml.load(f, Loader=_Loader)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
     return cfg or {}
 
 

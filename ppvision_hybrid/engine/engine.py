@@ -280,10 +280,9 @@ class Engine:
         self.device = device
 
     def _check_labels(self, dataset, where):
-        top = max(dataset.labels)
-        if top >= self.class_num or min(dataset.labels) < 0:
-            raise ConfigError(f"{where}: labels in {dataset.cls_label_path} go up to {top} but "
-                              f"Arch.class_num is {self.class_num} (labels must be 0..class_num-1)")
+        problem = dataset.label_range_problem(self.class_num)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
 
     # ---- checkpoints --------------------------------------------------------------------------
     def _rng_states(self):
