@@ -20,6 +20,8 @@ def main(argv=None):
     from paddleseg import core
     model = builder.model
     if args.model_path:
+        if not os.path.isfile(args.model_path):
+            raise FileNotFoundError(2, "--model_path: no such weights file", args.model_path)
         model.set_state_dict(paddle.load(args.model_path))
     test_config = dict(cfg.test_config or {})
     miou, acc, class_iou, class_precision, kappa = core.evaluate(
