@@ -24,14 +24,14 @@ __all__ = ["HybridBackbone", "build_model", "validate_model_args"]
 #: constructor arguments that must be positive integers (a scalar or one per stage)
 _POSITIVE_INT_ARGS = ("in_chans", "window_size", "focal_windows", "stripes", "gld_grid",
                       "kernel_size", "dwconv_kernel_size", "sr_ratios", "down_rates", "img_size",
-                      "embed_dim", "embed_dims", "dims", "depths", "num_heads", "last_dim")
+                      "embed_dim", "embed_dims", "dims", "num_heads", "last_dim")
 #: probabilities in [0, 1)
 _RATE_ARGS = ("drop_rate", "attn_drop_rate", "drop_path_rate")
 
 
 def validate_model_args(model_name, kwargs):
     """Refuse a constructor argument out of its range, naming it (a ModelArgumentError, a
-    ValueError): ``class_num`` >= 0 (0: no head), drop rates in [0, 1), window sizes, depths,
+    ValueError): ``class_num`` >= 0 (0: no head), drop rates in [0, 1), window sizes, heads,
     widths and the like > 0, ``out_indices`` a non-empty subset of 0..3."""
     from ..cli_errors import ModelArgumentError
 
