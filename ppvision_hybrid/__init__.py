@@ -9,6 +9,9 @@ __version__ = "0.1.0"
 # Paddle 2.6 wheels segfault on later zlib use unless zlib is imported before paddle.
 import zlib  # noqa: E402,F401
 
+from .cli_errors import quiet_third_party_noise  # noqa: E402
+quiet_third_party_noise()  # before paddle's import warns about ccache
+
 from .registry import create_model, list_models, list_families, get_model_spec, convert_checkpoint  # noqa: E402
 from .flops import model_info  # noqa: E402
 from .weights import load_pretrained, load_state_dict_checked  # noqa: E402

@@ -20,6 +20,8 @@ import os
 import runpy
 import sys
 
+from .cli_errors import UserError, main_guard
+
 __all__ = ["main", "register_on_import"]
 
 USAGE = __doc__.split("\n\n")[1]
@@ -114,6 +116,7 @@ def _channels(arch):
     return 0
 
 
+@main_guard
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -127,10 +130,8 @@ def main(argv=None):
             return _channels(argv[1])
         script = argv[0]
         if not os.path.isfile(script):
-            print(f"ppvision_hybrid.dense: no script {script!r} (give the path of a "
-                  f"PaddleDetection / PaddleSeg script, e.g. PaddleDetection/tools/train.py)",
-                  file=sys.stderr)
-            return 2
+            raise UserError(f"ppvision_hybrid.dense: no script {script!r} (give the path of a "
+                            f"PaddleDetection / PaddleSeg script, e.g. PaddleDetection/tools/train.py)")
         sys.argv = [script] + argv[1:]
         sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
         register_on_import()

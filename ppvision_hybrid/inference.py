@@ -24,8 +24,30 @@ import numpy as np
 __all__ = [
     "ONEDNN_BROKEN_PASSES", "model_files", "create_config", "create_predictor", "Predictor",
     "relative_error", "onednn_pass_names", "find_breaking_onednn_passes", "CPU_AFFINITY", "pin_cpu_threads",
-    "check_gpu_kernels",
+    "check_gpu_kernels", "ExportedModelError",
 ]
+
+
+class ExportedModelError(RuntimeError):
+    """Exported model files that are missing, corrupt or truncated; the message names the file
+    and says to re-export. (Marked for cli_errors.main_guard without importing it: this module
+    is loaded by the deploy predictor without the package.)"""
+
+    is_user_error = True
+    exit_code = 2
+
+
+#: how a PIR program (``inference.json``) records a parameter op
+_PIR_PARAMETER_OP = b'{"#":"p",'
+
+
+def _needs_parameters(model_file):
+    """Whether the graph reads parameters from a ``.pdiparams`` file (PIR ``.json``: it has
+    parameter ops; a legacy ``.pdmodel`` is not inspected)."""
+    if not model_file.endswith(".json"):
+        return False
+    with open(model_file, "rb") as f:
+        return _PIR_PARAMETER_OP in f.read()
 
 #: Intel OpenMP thread placement for CPU inference: thread i on core i. Measured on the 2-core
 #: machine (TransXNet-T, batch 1): 1 thread 125 -> 108 ms, 2 threads 93 -> 76 ms; the
@@ -63,8 +85,13 @@ def model_files(model_path, filename="inference"):
     params = prefix + ".pdiparams"
     for ext in (".json", ".pdmodel"):
         if os.path.isfile(prefix + ext):
-            # A graph without parameters is saved without a .pdiparams file.
-            return prefix + ext, params if os.path.isfile(params) else ""
+            if os.path.isfile(params):
+                return prefix + ext, params
+            if _needs_parameters(prefix + ext):  # without them Paddle predicts garbage, silently
+                raise ExportedModelError(
+                    f"{params} is missing: the exported model {prefix + ext} needs its parameters "
+                    f"file. Copy it beside the model or re-export with tools/export_model.py.")
+            return prefix + ext, ""  # a graph without parameters is saved without a .pdiparams
     raise FileNotFoundError(
         f"no exported model at '{model_path}': expected {prefix}.json (Paddle 3.x) or "
         f"{prefix}.pdmodel (Paddle 2.6) with {prefix}.pdiparams. Export one with "
@@ -239,7 +266,10 @@ class Predictor:
         self.config = config
         self.keep_intermediates = bool(keep_intermediates)
         self._executor_built = False
-        self.predictor = inference.create_predictor(config)
+        try:
+            self.predictor = inference.create_predictor(config)
+        except (RuntimeError, ValueError) as err:  # Paddle raises either for damaged files
+            raise _unreadable_model(config, err) from err
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()
         self._inputs = [self.predictor.get_input_handle(n) for n in self.input_names]
@@ -263,6 +293,20 @@ class Predictor:
         return outputs[0] if len(outputs) == 1 else outputs
 
     run = __call__
+
+
+def _unreadable_model(config, err):
+    """The ExportedModelError for a model Paddle cannot load: which file, and re-export."""
+    text = " ".join(str(err).split())
+    model_file, params_file = config.prog_file(), config.params_file()
+    if "json" in text or "parse" in text or not params_file:
+        culprit = f"{model_file} is not a valid exported model (corrupt or truncated)"
+    elif "tensor" in text.lower() or "read" in text.lower():
+        culprit = f"{params_file} is corrupt or truncated (it does not hold the model's parameters)"
+    else:
+        culprit = f"cannot load the exported model {model_file} with {params_file}"
+    reason = text.split("[Hint", 1)[0].strip()[:200]
+    return ExportedModelError(f"{culprit}: {reason}. Re-export it with tools/export_model.py.")
 
 
 def create_predictor(model_path, keep_intermediates=False, **kwargs):

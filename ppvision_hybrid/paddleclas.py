@@ -18,6 +18,8 @@ import sys
 
 import yaml
 
+from .cli_errors import UserError, main_guard
+
 __all__ = ["main", "prepare_demo_data"]
 
 USAGE = ("usage: python -m ppvision_hybrid.paddleclas <PaddleClas>/tools/<train|eval|infer|"
@@ -75,6 +77,7 @@ def _register(paddleclas_root):
     return register_into_paddleclas()
 
 
+@main_guard
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -82,7 +85,7 @@ def main(argv=None):
         return 0 if argv else 2
     script, args = os.path.abspath(argv[0]), argv[1:]
     if not os.path.isfile(script):
-        sys.exit(f"{argv[0]}: no such PaddleClas script. {USAGE}")
+        raise UserError(f"{argv[0]}: no such PaddleClas script. {USAGE}")
     tools_dir = os.path.dirname(script)
     if os.path.basename(tools_dir) == "tools":
         names = _register(os.path.dirname(tools_dir))

@@ -7,9 +7,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ppvision_hybrid.cli_errors import main_guard  # noqa: E402
 from ppvision_hybrid.adapters.cli import seg_session  # noqa: E402
 
 
+@main_guard
 def main(argv=None):
     cfg, builder, args = seg_session(argv, __doc__, [
         (("--model_path",), dict(default=None, help="weights (.pdparams) to evaluate")),
@@ -18,6 +20,8 @@ def main(argv=None):
     from paddleseg import core
     model = builder.model
     if args.model_path:
+        if not os.path.isfile(args.model_path):
+            raise FileNotFoundError(2, "--model_path: no such weights file", args.model_path)
         model.set_state_dict(paddle.load(args.model_path))
     test_config = dict(cfg.test_config or {})
     miou, acc, class_iou, class_precision, kappa = core.evaluate(

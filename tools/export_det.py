@@ -8,9 +8,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ppvision_hybrid.cli_errors import main_guard  # noqa: E402
 from ppvision_hybrid.adapters.cli import det_session  # noqa: E402
 
 
+@main_guard
 def main(argv=None):
     cfg, args = det_session(argv, "test", [
         (("--output_dir",), dict(default="output_inference", help="export directory"))])

@@ -23,6 +23,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from ppvision_hybrid.cli_errors import UserError, main_guard  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -44,6 +45,7 @@ def parse_args(argv=None):
     return args
 
 
+@main_guard
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -57,11 +59,12 @@ def main(argv=None):
         prefix = _export(args)
     except TypeError as e:
         if "must be Value, but got Variable" in str(e):
-            sys.exit(f"--legacy-format: Paddle {paddle.__version__} cannot trace this model into the "
-                     f"legacy (.pdmodel) program: its functional API dispatches gelu/sigmoid/matmul/... "
-                     f"to PIR-only kernels ({_first_line_with(str(e), 'must be Value')}). Export without "
-                     f"--legacy-format (inference.json, loaded by Paddle Inference 3.x) or run this "
-                     f"tool under Paddle 2.6, which writes inference.pdmodel natively.")
+            raise UserError(f"--legacy-format: Paddle {paddle.__version__} cannot trace this model into "
+                            f"the legacy (.pdmodel) program: its functional API dispatches gelu/sigmoid/"
+                            f"matmul/... to PIR-only kernels ({_first_line_with(str(e), 'must be Value')}). "
+                            f"Export without --legacy-format (inference.json, loaded by Paddle Inference "
+                            f"3.x) or run this tool under Paddle 2.6, which writes inference.pdmodel "
+                            f"natively.") from None
         raise
     return 0 if prefix else 1
 
@@ -81,7 +84,10 @@ def _export(args):
         prefix = Engine(config, mode="export").export(save_dir=args.output, dynamic_hw=args.dynamic_hw)
     else:
         from ppvision_hybrid import create_model, get_model_spec
-        spec = get_model_spec(args.model)
+        try:
+            spec = get_model_spec(args.model)
+        except KeyError as err:
+            raise UserError(f"--model: {err.args[0]}") from None
         kwargs = dict(features_only=True) if args.features_only else {}
         model = create_model(args.model, pretrained=args.pretrained or False, class_num=args.class_num, **kwargs)
         out = args.output or os.path.join("inference", args.model)

@@ -45,21 +45,34 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 DEFAULT_CONFIG = os.path.join(ROOT, "deploy", "configs", "inference_cls.yaml")
 
 
-def _load_inference_module():
-    """ppvision_hybrid/inference.py by file path, so the package (and its models) is not imported."""
-    path = os.path.join(ROOT, "ppvision_hybrid", "inference.py")
+def _load_package_module(name):
+    """``ppvision_hybrid/<name>.py`` by file path, so the package (and its models) is not
+    imported: both modules used here (inference, cli_errors) need only paddle/numpy or the
+    standard library."""
+    path = os.path.join(ROOT, "ppvision_hybrid", f"{name}.py")
     if os.path.isfile(path):
-        spec = importlib.util.spec_from_file_location("ppvh_inference", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    import ppvision_hybrid.inference as module  # installed package without the source tree
-    return module
+        module_name = f"ppvh_{name}"
+        if module_name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[module_name] = module
+        return sys.modules[module_name]
+    return importlib.import_module(f"ppvision_hybrid.{name}")  # an installed package, no source tree
+
+
+def _load_inference_module():
+    return _load_package_module("inference")
+
+
+cli_errors = _load_package_module("cli_errors")
 
 
 # ---- configuration ------------------------------------------------------------------------
 class ConfigError(ValueError):
     """A predictor config key or value this predictor does not accept."""
+
+    is_user_error = True  # one line and exit status 2 (cli_errors.main_guard)
 
 
 #: accepted keys: PaddleClas's predictor keys plus this predictor's own (CPU pinning, kept
@@ -121,10 +134,16 @@ def apply_overrides(config, overrides):
     return config
 
 
-def load_config(path, overrides=()):
+def _read_yaml(path):
     with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
-    return apply_overrides(config, overrides)
+        try:
+            return yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+
+
+def load_config(path, overrides=()):
+    return apply_overrides(_read_yaml(path), overrides)
 
 
 def _check_keys(mapping, where, accepted, refused=None):
@@ -181,8 +200,7 @@ def load_model_yml(model_dir):
     path = os.path.join(folder, "inference.yml")
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    return _read_yaml(path)
 
 
 def _crop_size(ops):
@@ -240,7 +258,7 @@ class DecodeImage:
         else:
             img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
             if img is None:
-                raise ValueError("could not decode image")
+                raise ValueError("could not decode the image (corrupt, truncated or not an image file)")
             if self.to_rgb:
                 img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         return img.transpose(2, 0, 1) if self.channel_first else img
@@ -342,8 +360,11 @@ def build_transforms(op_list):
 def preprocess(path, ops):
     with open(path, "rb") as f:
         data = f.read()
-    for op in ops:
-        data = op(data)
+    try:
+        for op in ops:
+            data = op(data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     return data
 
 
@@ -365,10 +386,14 @@ class Topk:
             else:
                 self.labels = {}
                 with open(path, encoding="utf-8") as f:
-                    for line in f:
+                    for line_no, line in enumerate(f, 1):
                         parts = line.strip().split(delimiter or None, 1)
-                        if parts and parts[0]:
-                            self.labels[int(parts[0])] = parts[1].strip() if len(parts) > 1 else parts[0]
+                        if not parts or not parts[0]:
+                            continue
+                        if not parts[0].lstrip("-").isdigit():
+                            raise ConfigError(f"PostProcess.Topk.class_id_map_file {path}:{line_no}: "
+                                              f"expected 'class_id name', got {line.strip()!r}")
+                        self.labels[int(parts[0])] = parts[1].strip() if len(parts) > 1 else parts[0]
 
     @staticmethod
     def _probabilities(scores):
@@ -518,12 +543,24 @@ class ClsPredictor:
         self.save_pre_label = SavePreLabel(**post["SavePreLabel"]) if post.get("SavePreLabel") else None
         self.batch_size = int(g.get("batch_size", 1))
 
-    def predict_paths(self, paths, timings=None):
+    def predict_paths(self, paths, timings=None, failed=None):
+        """Results for the images that could be read; an image that cannot be read or decoded
+        is reported on stderr, recorded in ``failed`` (a ``cli_errors.InputFailures``) and
+        skipped."""
         results = []
+        failed = cli_errors.InputFailures("predict_cls") if failed is None else failed
         for start in range(0, len(paths), self.batch_size):
-            chunk = paths[start:start + self.batch_size]
             t0 = time.perf_counter()
-            batch = np.stack([preprocess(p, self.ops) for p in chunk]).astype(np.float32)
+            chunk, arrays = [], []
+            for path in paths[start:start + self.batch_size]:
+                try:
+                    arrays.append(preprocess(path, self.ops))
+                    chunk.append(path)
+                except (OSError, ValueError, cv2.error) as err:
+                    failed.record(path, err)
+            if not chunk:
+                continue
+            batch = np.stack(arrays).astype(np.float32)
             t1 = time.perf_counter()
             scores = self.predictor(batch)
             t2 = time.perf_counter()
@@ -676,41 +713,39 @@ def build_config(args):
     return config
 
 
+@cli_errors.main_guard
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        config = validate_config(build_config(args))
-        g = config["Global"]
-        if not g.get("inference_model_dir") or not g.get("infer_imgs"):
-            raise ConfigError("Global.inference_model_dir and Global.infer_imgs are required")
-        user = load_config(args.config) if args.config else {}
-        explicit_pre = "PreProcess" in user or any(o.startswith("PreProcess") for o in args.override)
-        explicit_topk = ("topk" in ((user.get("PostProcess") or {}).get("Topk") or {}) or args.topk is not None
-                         or any(o.startswith("PostProcess.Topk.topk") for o in args.override))
-        for note in merge_model_yml(config, load_model_yml(g["inference_model_dir"]), explicit_pre, explicit_topk):
-            print(f"[predict_cls] {note}", file=sys.stderr)
-        if g.get("enable_benchmark") and not g.get("benchmark"):
-            print("[predict_cls] Global.enable_benchmark has no effect (in PaddleClas either); "
-                  "use Global.benchmark=True for the benchmark report", file=sys.stderr)
-        predictor = ClsPredictor(config)
-    except ConfigError as e:
-        sys.exit(f"predict_cls: {e}")
+    config = validate_config(build_config(args))
+    g = config["Global"]
+    if not g.get("inference_model_dir") or not g.get("infer_imgs"):
+        raise ConfigError("Global.inference_model_dir and Global.infer_imgs are required")
+    user = load_config(args.config) if args.config else {}
+    explicit_pre = "PreProcess" in user or any(o.startswith("PreProcess") for o in args.override)
+    explicit_topk = ("topk" in ((user.get("PostProcess") or {}).get("Topk") or {}) or args.topk is not None
+                     or any(o.startswith("PostProcess.Topk.topk") for o in args.override))
+    for note in merge_model_yml(config, load_model_yml(g["inference_model_dir"]), explicit_pre, explicit_topk):
+        print(f"[predict_cls] {note}", file=sys.stderr)
+    if g.get("enable_benchmark") and not g.get("benchmark"):
+        print("[predict_cls] Global.enable_benchmark has no effect (in PaddleClas either); "
+              "use Global.benchmark=True for the benchmark report", file=sys.stderr)
+    predictor = ClsPredictor(config)
     paths = list_images(g["infer_imgs"])
     timings = {"preprocess": [], "inference": [], "postprocess": [], "batch_sizes": []}
     start = time.perf_counter()
-    lines = []
-    for result in predictor.predict_paths(paths, timings):
+    lines, failed = [], cli_errors.InputFailures("predict_cls")
+    for result in predictor.predict_paths(paths, timings, failed):
         line = f"{result['file_name']}:\tclass id(s): {result['class_ids']}, score(s): {result['scores']}"
         if "label_names" in result:
             line += f", label_name(s): {result['label_names']}"
         print(line)
         lines.append(line)
     total = time.perf_counter() - start
-    if g.get("benchmark"):
+    if g.get("benchmark") and len(failed) < len(paths):
         report = benchmark_report(predictor, config, timings, total)
         print("\n".join(report))
         _write_lines(g.get("save_log_path") or "./auto_log.log", report)
-        stats = benchmark(predictor, paths, args.warmup, args.repeats)
+        stats = benchmark(predictor, [p for p in paths if p not in failed], args.warmup, args.repeats)
         threads = g.get("cpu_num_threads", 1)
         if g.get("use_gpu"):
             device = "GPU" + (" TensorRT" if g.get("use_tensorrt") else "")
@@ -724,6 +759,7 @@ def main(argv=None):
               f"preprocess {np.mean(timings['preprocess']):.2f} ms/batch")
     elif g.get("save_log_path"):
         _write_lines(g["save_log_path"], lines)
+    failed.raise_if_any(len(paths))
     return 0
 
 

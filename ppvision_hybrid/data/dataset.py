@@ -5,6 +5,7 @@ import os
 import numpy as np
 import paddle
 
+from ..cli_errors import DataError
 from .transforms import apply_transforms, build_transforms, is_chw
 
 __all__ = ["ImageNetDataset", "DigitsDataset", "MultiScaleDataset", "DatasetNotFoundError",
@@ -48,7 +49,7 @@ class ImageNetDataset(paddle.io.Dataset):
         self.cls_label_path = cls_label_path
         self.delimiter = delimiter
         self._check_paths()
-        self.images, self.labels = self._load_list()
+        self.images, self.labels, self.line_numbers = self._load_list()
         if relabel:
             mapping = {v: i for i, v in enumerate(sorted(set(self.labels)))}
             self.labels = [mapping[v] for v in self.labels]
@@ -66,7 +67,7 @@ class ImageNetDataset(paddle.io.Dataset):
                 f"(working directory: {os.getcwd()}).\n" + IMAGENET_HELP)
 
     def _load_list(self):
-        images, labels, missing = [], [], []
+        images, labels, line_numbers, missing = [], [], [], []
         with open(self.cls_label_path, "r", encoding="utf-8") as f:
             for line_no, line in enumerate(f, 1):
                 line = line.strip()
@@ -74,40 +75,76 @@ class ImageNetDataset(paddle.io.Dataset):
                     continue
                 parts = line.rsplit(self.delimiter, 1) if self.delimiter else line.rsplit(None, 1)
                 if len(parts) != 2:
-                    raise ValueError(f"{self.cls_label_path}:{line_no}: expected 'path label', got '{line}'")
+                    raise DataError(f"{self.cls_label_path}:{line_no}: expected 'path label', got "
+                                    f"'{line}'", exit_code=2)
                 rel, label = parts
                 try:
                     label = int(label)
                 except ValueError:
-                    raise ValueError(f"{self.cls_label_path}:{line_no}: label '{label}' is not an integer")
+                    raise DataError(f"{self.cls_label_path}:{line_no}: label '{label}' is not an "
+                                    f"integer", exit_code=2) from None
                 path = os.path.join(self.image_root, rel)
                 if not os.path.isfile(path):
                     missing.append(path)
                 images.append(path)
                 labels.append(label)
+                line_numbers.append(line_no)
         if missing:
             raise DatasetNotFoundError(
                 f"{self.cls_label_path} lists {len(missing)} of {len(images)} files that do not exist "
                 f"under image_root '{self.image_root}', e.g. {missing[:5]}. Check image_root (paths in "
                 f"the list are relative to it) or regenerate the list.")
         if not images:
-            raise ValueError(f"{self.cls_label_path} lists no images")
-        return images, labels
+            raise DataError(f"{self.cls_label_path} lists no images", exit_code=2)
+        return images, labels, line_numbers
 
     @property
     def class_num(self):
         return max(self.labels) + 1
 
+    def label_range_problem(self, class_num):
+        """None when every label is in 0..class_num-1, else what is wrong, naming the list file
+        and line of the first label outside."""
+        for label, line_no in zip(self.labels, self.line_numbers):
+            if not 0 <= label < class_num:
+                return (f"{self.cls_label_path}:{line_no}: label {label} is out of range: labels must "
+                        f"be 0..{class_num - 1} (Arch.class_num is {class_num}). Fix the list or set "
+                        f"Arch.class_num.")
+        return None
+
     def __len__(self):
         return len(self.images)
 
-    def __getitem__(self, idx):
+    def load(self, idx):
+        """``(CHW image, label)``; raises what reading or transforming the file raises."""
         with open(self.images[idx], "rb") as f:
             img = f.read()
         img = apply_transforms(img, self.ops)
         if img.ndim == 3 and not is_chw(img):
             img = img.transpose((2, 0, 1))  # HWC -> CHW as PaddleClas' dataset does
         return np.ascontiguousarray(img), np.int64(self.labels[idx])
+
+    def __getitem__(self, idx):
+        # An exception here would hang Paddle's single-process loader (its reader thread dies
+        # and the queue waits forever) or kill a worker without naming the file, so a failed
+        # sample travels to the main process as a marker and is raised there (see
+        # data.CheckedLoader and read_error).
+        try:
+            return self.load(idx)
+        except Exception:
+            return None, np.int64(idx)
+
+    def read_error(self, idx):
+        """The DataError for sample ``idx`` that failed in the loader: reads it again here for
+        the reason, names the file and its line in the list."""
+        try:
+            self.load(idx)
+            reason = "it failed in a DataLoader worker but reads here (a transient I/O error?)"
+        except Exception as err:
+            reason = " ".join(str(err).split()) or type(err).__name__
+        return DataError(f"cannot read image {self.images[idx]} ({self.cls_label_path}:"
+                         f"{self.line_numbers[idx]}): {reason}. Fix or replace the file, or remove "
+                         f"its line from the list.")
 
 
 class DigitsDataset(ImageNetDataset):

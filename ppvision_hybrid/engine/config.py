@@ -15,11 +15,13 @@ import re
 
 import yaml
 
+from ..cli_errors import UserError
+
 __all__ = ["ConfigError", "load_config", "parse_overrides", "apply_overrides", "validate_config",
            "get_config", "SCHEMA"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that does not fit the schema (unknown key, wrong type, missing required key)."""
 
 
@@ -247,6 +249,57 @@ def _check_loader_part(part, base):
     _check_keys(part.get("loader"), f"{base}.loader", LOADER_KEYS)
 
 
+#: values that must be numbers: (dotted path, int or float, minimum or None); "*" is any
+#: DataLoader mode. None (or a missing key) means the default.
+NUMBER_KEYS = (("Global.epochs", int, None), ("Global.save_interval", int, 1),
+               ("Global.eval_interval", int, 1), ("Global.start_eval_epoch", int, 0),
+               ("Global.print_batch_step", int, 1), ("Global.seed", int, None),
+               ("Arch.class_num", int, 1), ("Optimizer.lr.learning_rate", float, 0),
+               ("DataLoader.*.sampler.batch_size", int, 1), ("DataLoader.*.sampler.first_bs", int, 1),
+               ("DataLoader.*.loader.num_workers", int, 0), ("Infer.batch_size", int, 1),
+               ("Infer.PostProcess.topk", int, 1))
+
+
+def _lookup(cfg, parts, where=()):
+    """(dotted path, value) pairs for ``parts`` with "*" matching every key."""
+    if not parts:
+        return [(".".join(where), cfg)]
+    if not isinstance(cfg, dict):
+        return []
+    head, rest = parts[0], parts[1:]
+    keys = list(cfg) if head == "*" else [head] if head in cfg else []
+    return [found for key in keys for found in _lookup(cfg[key], rest, where + (str(key),))]
+
+
+def _check_weight_paths(cfg):
+    """``Global.pretrained_model`` / ``Global.checkpoints`` are checkpoint prefixes or .pdparams
+    files: a directory is named with what to pass instead."""
+    g = cfg.get("Global") or {}
+    for key in ("pretrained_model", "checkpoints"):
+        value = g.get(key)
+        if isinstance(value, str) and os.path.isdir(value):
+            prefixes = sorted(f[:-len(".pdparams")] for f in os.listdir(value) if f.endswith(".pdparams"))
+            example = os.path.join(value, prefixes[0] if prefixes else "best_model")
+            found = f" (it holds {', '.join(prefixes[:5])})" if prefixes else " (it holds no .pdparams)"
+            raise ConfigError(f"Global.{key}={value} is a directory{found}: give a checkpoint prefix "
+                              f"such as {example} (the path without .pdparams) or a .pdparams file")
+
+
+def _check_numbers(cfg):
+    """Numbers are numbers (``Global.epochs=abc`` names the key) within their range."""
+    for path, kind, minimum in NUMBER_KEYS:
+        for where, value in _lookup(cfg, path.split(".")):
+            if value is None or (kind is float and isinstance(value, dict)):  # lr: a schedule
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if kind is int:
+                number = number and float(value).is_integer()
+            if not number or (minimum is not None and value < minimum):
+                need = "an integer" if kind is int else "a number"
+                bound = f" >= {minimum}" if minimum is not None else ""
+                raise ConfigError(f"{where} must be {need}{bound}, got {value!r}")
+
+
 def validate_config(cfg):
     """Raise :class:`ConfigError` on the first key the engine does not know, or on a PaddleClas
     feature it does not implement (naming it)."""
@@ -257,6 +310,8 @@ def validate_config(cfg):
     if not isinstance(cfg, dict):
         raise ConfigError(f"a config must be a mapping of sections ({', '.join(SECTIONS)})")
     _check_keys(cfg, "", SECTIONS, REFUSED_SECTIONS)
+    _check_numbers(cfg)
+    _check_weight_paths(cfg)
     _check_global(cfg.get("Global"))
     _check_keys(cfg.get("AMP"), "AMP", AMP_KEYS)
     _check_keys(cfg.get("EMA"), "EMA", EMA_KEYS)
@@ -326,7 +381,10 @@ def load_config(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file not found: {path}")
     with open(path, "r", encoding="utf-8") as f:
-        cfg = yaml.load(f, Loader=_Loader)
+        try:
+            cfg = yaml.load(f, Loader=_Loader)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
     return cfg or {}
 
 

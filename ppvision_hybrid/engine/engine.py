@@ -27,6 +27,7 @@ import paddle
 import paddle.distributed as dist
 import paddle.nn.functional as F
 
+from ..cli_errors import InputFailures
 from ..data import build_dataloader, build_transforms
 from ..data.transforms import apply_transforms, is_chw
 from ..losses import build_loss
@@ -41,7 +42,7 @@ from .checkpoint import (SUFFIXES, copy_checkpoint, load_resume_states, newest_e
                          verify_params_file)
 from .config import ARCH_ENGINE_KEYS, ARCH_GENERIC_KEYS, ConfigError, validate_config
 from .distillation import DistillationModel
-from .logger import VisualDLWriter, get_logger
+from .logger import VisualDLWriter, get_logger, log_config
 
 __all__ = ["Engine", "ModelEMA", "TrainingError", "build_model_from_config"]
 
@@ -174,7 +175,7 @@ class Engine:
             np.random.seed(int(self.seed) + self.rank)
             random.seed(int(self.seed) + self.rank)
         if mode == "train":
-            self.logger.info(f"config: {config}")
+            log_config(self.logger, config)
 
         # AMP: GPU only; on CPU say so once and run fp32.
         amp = config.get("AMP") or {}
@@ -351,10 +352,9 @@ class Engine:
         self.device = device
 
     def _check_labels(self, dataset, where):
-        top = max(dataset.labels)
-        if top >= self.class_num or min(dataset.labels) < 0:
-            raise ConfigError(f"{where}: labels in {dataset.cls_label_path} go up to {top} but "
-                              f"Arch.class_num is {self.class_num} (labels must be 0..class_num-1)")
+        problem = dataset.label_range_problem(self.class_num)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
 
     # ---- checkpoints --------------------------------------------------------------------------
     def _rng_states(self):
@@ -677,16 +677,22 @@ class Engine:
         names = self.load_label_names(post.get("class_id_map_file"), post.get("delimiter"))
         batch_size = int(cfg.get("batch_size", 8) or 8)
         self.model.eval()
-        results = []
+        results, failed = [], InputFailures("infer")  # a bad image is reported and skipped
         for start in range(0, len(files), batch_size):
-            chunk = files[start:start + batch_size]
-            batch = []
-            for path in chunk:
-                with open(path, "rb") as f:
-                    img = apply_transforms(f.read(), ops)
+            chunk, batch = [], []
+            for path in files[start:start + batch_size]:
+                try:
+                    with open(path, "rb") as f:
+                        img = apply_transforms(f.read(), ops)
+                except Exception as err:
+                    failed.record(path, err)
+                    continue
                 if img.ndim == 3 and not is_chw(img):
                     img = img.transpose((2, 0, 1))
                 batch.append(img)
+                chunk.append(path)
+            if not batch:
+                continue
             logits = primary_output(self.model, self.model(paddle.to_tensor(np.stack(batch).astype("float32"))))
             probs = F.softmax(logits, axis=-1).numpy()
             for path, p in zip(chunk, probs):
@@ -696,6 +702,7 @@ class Engine:
                     res["label_names"] = [names.get(i, "") for i in ids]
                 results.append(res)
                 print(res)
+        failed.raise_if_any(len(files))
         return results
 
     # ---- export ---------------------------------------------------------------------------------

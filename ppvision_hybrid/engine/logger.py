@@ -6,7 +6,9 @@ import os
 import sys
 import warnings
 
-__all__ = ["get_logger", "VisualDLWriter"]
+import yaml
+
+__all__ = ["get_logger", "VisualDLWriter", "format_config", "log_config"]
 
 
 def get_logger(name="ppvision_hybrid", log_file=None, rank=0, info=None):
@@ -27,6 +29,36 @@ def get_logger(name="ppvision_hybrid", log_file=None, rank=0, info=None):
         logger.addHandler(fh)
     logger.setLevel(logging.INFO if (rank == 0 if info is None else info) else logging.WARNING)
     return logger
+
+
+class _ConfigDumper(yaml.SafeDumper):
+    """Block style, except lists of plain values (``mean: [0.5, 0.5, 0.5]``) on one line."""
+
+
+def _represent_list(dumper, data):
+    flat = all(not isinstance(v, (dict, list, tuple)) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+
+_ConfigDumper.add_representer(list, _represent_list)
+_ConfigDumper.add_representer(tuple, _represent_list)
+
+
+def format_config(config):
+    """The config as indented YAML, one key per line, in the order the file gives them."""
+    try:
+        text = yaml.dump(config, Dumper=_ConfigDumper, sort_keys=False, default_flow_style=False,
+                         width=100, allow_unicode=True)
+    except yaml.YAMLError:  # a value YAML cannot write: fall back to Python's form
+        return repr(config)
+    return text.rstrip("\n")
+
+
+def log_config(logger, config):
+    """Log the effective config (after ``-o`` overrides) readably: a header line, then the YAML
+    indented under it."""
+    body = "\n".join("    " + line for line in format_config(config).splitlines())
+    logger.info(f"effective config (after -o overrides):\n{body}")
 
 
 class VisualDLWriter:

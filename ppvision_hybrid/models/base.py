@@ -34,7 +34,7 @@ from ..layers import init_weights_vit, re_parameterize_layers
 from ..registry import register_model
 
 __all__ = ["HybridBackbone", "StageNorms", "Variant", "build_model", "drop_path_rates",
-           "reference_counts", "register_variants"]
+           "reference_counts", "register_variants", "validate_model_args"]
 
 
 def drop_path_rates(drop_path_rate, depths):
@@ -54,6 +54,44 @@ class StageNorms(nn.LayerDict):
 
     def normalize(self, stage, x):
         return self[str(stage)](x)
+
+
+#: constructor arguments that must be positive integers (a scalar or one per stage)
+_POSITIVE_INT_ARGS = ("in_chans", "window_size", "focal_windows", "stripes", "gld_grid",
+                      "kernel_size", "dwconv_kernel_size", "sr_ratios", "down_rates", "img_size",
+                      "embed_dim", "embed_dims", "dims", "num_heads", "last_dim")
+#: probabilities in [0, 1)
+_RATE_ARGS = ("drop_rate", "attn_drop_rate", "drop_path_rate")
+
+
+def validate_model_args(model_name, kwargs):
+    """Refuse a constructor argument out of its range, naming it (a ModelArgumentError, a
+    ValueError): ``class_num`` >= 0 (0: no head), drop rates in [0, 1), window sizes, heads,
+    widths and the like > 0, ``out_indices`` a non-empty subset of 0..3."""
+    from ..cli_errors import ModelArgumentError
+
+    def refuse(key, value, need):
+        return ModelArgumentError(f"{model_name}: {key}={value!r} is out of range: {need}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if "class_num" in kwargs and not (is_int(kwargs["class_num"]) and kwargs["class_num"] >= 0):
+        raise refuse("class_num", kwargs["class_num"], "an integer >= 1 (0 builds the model without a head)")
+    for key in _RATE_ARGS:
+        value = kwargs.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and 0 <= value < 1):
+            raise refuse(key, value, "a probability in [0, 1)")
+    for key in _POSITIVE_INT_ARGS:
+        value = kwargs.get(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if value is not None and not all(is_int(v) and v > 0 for v in values):
+            raise refuse(key, value, "positive integers")
+    if "out_indices" in kwargs:
+        value = kwargs["out_indices"]
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not values or not all(is_int(v) and 0 <= v <= 3 for v in values):
+            raise refuse("out_indices", value, "a non-empty subset of the stages 0, 1, 2, 3")
 
 
 class HybridBackbone(nn.Layer):
@@ -213,6 +251,7 @@ def build_model(cls, model_name, pretrained=False, **kwargs):
     PaddleClas's generic Arch keys (:data:`GENERIC_ARCH_KEYS`) are taken here."""
     from ..weights import load_pretrained  # weights imports the registry, not the models
     use_sync_bn = _generic_arch_keys(model_name, kwargs)
+    validate_model_args(model_name, kwargs)
     model = cls(**kwargs)
     model.model_name = model_name
     load_pretrained(model, model_name, pretrained)
