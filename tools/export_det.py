@@ -17,9 +17,10 @@ def main(argv=None):
     cfg, args = det_session(argv, "test", [
         (("--output_dir",), dict(default="output_inference", help="export directory"))])
     from ppdet.engine import Trainer
+    from ppvision_hybrid.adapters.pipeline import export_det_model
     trainer = Trainer(cfg, mode="test")
     trainer.load_weights(cfg.weights)
-    trainer.export(args.output_dir)
+    export_det_model(trainer, args.output_dir)  # written as one set, the old export kept on failure
     return trainer
 
 
