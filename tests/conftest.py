@@ -18,6 +18,9 @@ SKIP_ALLOWLIST = {
     "opt-in PPVH_FULL_TESTS=1": r"PPVH_FULL_TESTS=1",
     "opt-in PPVH_DIST_TESTS=1": r"PPVH_DIST_TESTS=1",
     "optional extra paddlehub (not installed by install.sh)": r"^paddlehub is optional",
+    "optional extra torch (the authors' side of benchmarks/, not installed by install.sh)":
+        r"^torch is not part of install.sh",
+    "opt-in PPVH_PADDLECLAS=<PaddleClas checkout>": r"^opt-in: PPVH_PADDLECLAS=",
 }
 
 
