@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ppvision_hybrid.onnx import main  # noqa: E402
+from ppvision_hybrid.cli import export_onnx as main  # noqa: E402  (one error line per failure)
 
 if __name__ == "__main__":
     sys.exit(main())

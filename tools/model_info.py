@@ -11,11 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ppvision_hybrid.cli_errors import main_guard  # noqa: E402
-
-from ppvision_hybrid.flops import main as _main  # noqa: E402
-
-main = main_guard(_main)
+from ppvision_hybrid.cli import model_info as main  # noqa: E402  (one error line per failure)
 
 if __name__ == "__main__":
     sys.exit(main())

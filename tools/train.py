@@ -6,15 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from ppvision_hybrid.cli_errors import main_guard  # noqa: E402
-
-from ppvision_hybrid.engine.cli import run  # noqa: E402
-
-
-@main_guard
-def main(argv=None):
-    return run("train", argv, description=__doc__)
-
+from ppvision_hybrid.cli import train as main  # noqa: E402  (one error line per failure)
 
 if __name__ == "__main__":
     main()
