@@ -7,25 +7,22 @@ from .engine.cli import run
 __all__ = ["train", "evaluate", "infer", "model_info", "export_onnx"]
 
 
-@main_guard
-def train(argv=None):
-    """``ppvh-train -c CONFIG [-o Section.key=value ...]`` (= python tools/train.py)."""
-    run("train", argv, description=train.__doc__)
-    return 0
+def _engine_command(mode, name, doc):
+    """A guarded ``main(argv)`` running ``Engine(config, mode)`` from a PaddleClas-style command line."""
+    def command(argv=None):
+        run(mode, argv, description=doc)
+        return 0
+    command.__name__ = command.__qualname__ = name
+    command.__doc__ = doc
+    return main_guard(command)
 
 
-@main_guard
-def evaluate(argv=None):
-    """``ppvh-eval -c CONFIG [-o Section.key=value ...]`` (= python tools/eval.py)."""
-    run("eval", argv, description=evaluate.__doc__)
-    return 0
-
-
-@main_guard
-def infer(argv=None):
-    """``ppvh-infer -c CONFIG [-o Section.key=value ...]`` (= python tools/infer.py)."""
-    run("infer", argv, description=infer.__doc__)
-    return 0
+train = _engine_command("train", "train",
+                        "``ppvh-train -c CONFIG [-o Section.key=value ...]`` (= python tools/train.py).")
+evaluate = _engine_command("eval", "evaluate",
+                           "``ppvh-eval -c CONFIG [-o Section.key=value ...]`` (= python tools/eval.py).")
+infer = _engine_command("infer", "infer",
+                        "``ppvh-infer -c CONFIG [-o Section.key=value ...]`` (= python tools/infer.py).")
 
 
 @main_guard
