@@ -89,13 +89,12 @@ def _thread_env(threads, pin=False):
 
 
 def _timer():
-    """The project's timer, ``ppvision_hybrid/timing.py`` (standard library only), loaded from its
-    file: importing the package would import paddle, which the authors' interpreter may lack."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("ppvh_timing", os.path.join(ROOT, "ppvision_hybrid", "timing.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.time_calls
+    """The project's timer, :mod:`ppvision_hybrid.timing` (standard library only; the package is
+    lazy, so this imports no paddle, which the authors' interpreter may lack)."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from ppvision_hybrid.timing import time_calls
+    return time_calls
 
 
 def _peak_rss_mb():

@@ -3,6 +3,11 @@
 MixFormer, MAFormer, DualFormer, TransXNet and Focal Transformer as plain ``paddle.nn.Layer``
 models, with a registry (``create_model``, ``list_models``), counters (``model_info``),
 checkpoint conversion (``convert_checkpoint``) and weight loading.
+
+The package is lazy (PEP 562): ``import ppvision_hybrid`` imports neither paddle nor the model
+code, so the model-free modules (``predict``, ``preprocess``, ``inference``, ``timing``,
+``cli_errors``) serve a deployment on their own. The public names below import their module on
+first use, and every registry query registers all families first.
 """
 __version__ = "0.1.0"
 
@@ -12,10 +17,27 @@ import zlib  # noqa: E402,F401
 from .cli_errors import quiet_third_party_noise  # noqa: E402
 quiet_third_party_noise()  # before paddle's import warns about ccache
 
-from .registry import create_model, list_models, list_families, get_model_spec, convert_checkpoint  # noqa: E402
-from .flops import model_info  # noqa: E402
-from .weights import load_pretrained, load_state_dict_checked  # noqa: E402
-from . import models  # noqa: E402,F401  (registers every family)
+#: public name -> the submodule defining it
+_LAZY = {"create_model": "registry", "list_models": "registry", "list_families": "registry",
+         "get_model_spec": "registry", "convert_checkpoint": "registry", "model_info": "flops",
+         "load_pretrained": "weights", "load_state_dict_checked": "weights"}
 
-__all__ = ["create_model", "list_models", "list_families", "get_model_spec", "convert_checkpoint",
-           "model_info", "load_pretrained", "load_state_dict_checked", "__version__"]
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):
+    import importlib
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    try:  # a submodule: ``ppvision_hybrid.models``, ``ppvision_hybrid.layers``, ...
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

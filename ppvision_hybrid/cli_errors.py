@@ -15,10 +15,10 @@ is taken out before the tool parses its arguments) or ``PPVH_DEBUG=1`` shows the
 expected errors too.
 
 An error is expected when it is a :class:`UserError`, carries ``is_user_error = True`` (so
-modules that must not import this package, such as the deploy predictor, can mark their own),
+modules that need not import this one can mark their own),
 is of an exception class defined in this package (``CheckpointError``, ``PthError``, ...), or
 is one of the operating-system errors about a named file or a full disk. This module imports only the
-standard library: ``deploy/python/predict_cls.py`` loads it without the package.
+standard library (the deploy predictor, :mod:`ppvision_hybrid.predict`, uses it without the model code).
 """
 import errno
 import functools

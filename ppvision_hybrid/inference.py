@@ -440,13 +440,5 @@ def find_breaking_onednn_passes(model_path, inputs, expected, rtol=1e-4, cpu_thr
 
 def time_predictor(predictor, batch, warmup=3, repeats=10, max_seconds=None):
     """Latencies in milliseconds of ``predictor(batch)`` (:func:`ppvision_hybrid.timing.time_calls`)."""
-    try:
-        from .timing import time_calls
-    except ImportError:  # this file loaded on its own (deploy/python/predict_cls.py): its sibling
-        import importlib.util
-        spec = importlib.util.spec_from_file_location(
-            "ppvh_timing", os.path.join(os.path.dirname(os.path.abspath(__file__)), "timing.py"))
-        timing = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(timing)
-        time_calls = timing.time_calls
+    from .timing import time_calls
     return time_calls(lambda: predictor(batch), warmup, repeats, max_seconds)

@@ -1,8 +1,8 @@
 """The one wall-clock timer of the project (tools/benchmark.py, the benchmarks/ scripts,
 ``inference.time_predictor`` and predict_cls.py's ``--benchmark`` all use it).
 
-Standard library only, and no package-relative import: benchmarks/vs_authors.py loads this file
-into the authors' interpreters, which may have no paddle.
+Standard library only: benchmarks/vs_authors.py imports it in the authors' interpreters, which
+may have no paddle (``import ppvision_hybrid.timing`` imports no paddle: the package is lazy).
 """
 import time
 

@@ -12,10 +12,10 @@ PACKAGE = os.path.join(ROOT, "ppvision_hybrid")
 LAYERS = [
     ("base", {"paddle_compat", "timing", "compat", "data", "datasets", "optim", "losses",
               "losses_distillation", "losses_token_label", "metrics", "inference_yml", "pth",
-              "io_atomic", "cli_errors"}),
+              "io_atomic", "cli_errors", "preprocess"}),
     ("building blocks and the registry", {"layers", "registry", "weights"}),
     ("models", {"models"}),
-    ("tools over any model", {"flops", "hub", "export", "inference", "onnx", "convert"}),
+    ("tools over any model", {"flops", "hub", "export", "inference", "onnx", "convert", "predict"}),
     ("consumers", {"engine", "adapters", "dense", "paddleclas", "paddleclas_plugin", "cli", "__init__"}),
 ]
 RANK = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
@@ -64,6 +64,52 @@ def test_imports_go_one_way():
                 upward.append(f"{os.path.relpath(path, ROOT)} imports {target} "
                               f"({LAYERS[RANK[unit]][0]} -> {LAYERS[RANK[target]][0]})")
     assert not upward, upward
+
+
+#: the deploy side: what ``ppvision_hybrid.predict`` (deploy/python/predict_cls.py) imports; none of
+#: them may reach the model code, directly or through each other
+MODEL_FREE = {"predict", "preprocess", "inference", "timing", "cli_errors", "__init__"}
+MODEL_CODE = {"models", "layers", "registry", "weights", "flops", "export", "onnx", "engine", "adapters"}
+
+
+def _unit_imports():
+    graph = {}
+    for path in _package_files():
+        graph.setdefault(_unit(path), set()).update(_imported_units(path))
+    return graph
+
+
+def test_model_free_modules_never_import_model_code():
+    graph = _unit_imports()
+    for unit in MODEL_FREE:
+        seen, todo = set(), [unit]
+        while todo:
+            for target in graph.get(todo.pop(), ()):
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        assert not seen & MODEL_CODE, f"{unit} reaches model code: {sorted(seen & MODEL_CODE)}"
+        assert seen <= MODEL_FREE, f"{unit} imports {sorted(seen - MODEL_FREE)}: add it to MODEL_FREE if model-free"
+
+
+def test_lazy_package_imports_model_code_only_on_use():
+    """``import ppvision_hybrid.predict`` loads no model code and no paddle.nn layers of ours;
+    the public names still work and register every family on first use."""
+    import subprocess
+    import sys
+    code = ("import sys, ppvision_hybrid.predict, ppvision_hybrid.preprocess\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith('ppvision_hybrid'))\n"
+            "print(loaded)\n"
+            "assert not [m for m in loaded if m.split('.')[1:2] and m.split('.')[1] in %r], loaded\n"
+            "import ppvision_hybrid as pvh\n"
+            "names = pvh.list_models()\n"
+            "assert len(pvh.list_families()) >= 5 and 'transxnet' in pvh.list_families(), pvh.list_families()\n"
+            "assert 'MixFormer_B0' in names and pvh.create_model('MixFormer_B0', class_num=3) is not None\n"
+            "assert callable(pvh.model_info) and callable(pvh.load_pretrained) and pvh.models.__name__\n"
+            "print('OK')\n") % (sorted(MODEL_CODE),)
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stdout + proc.stderr[-2000:]
 
 
 def test_the_import_check_sees_an_upward_import(tmp_path):

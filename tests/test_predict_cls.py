@@ -1,4 +1,4 @@
-"""deploy/python/predict_cls.py as PaddleClas's predictor: PaddleClas's own inference_cls.yaml
+"""ppvision_hybrid.predict (deploy/python/predict_cls.py's predictor) as PaddleClas's predictor: PaddleClas's own inference_cls.yaml
 read unchanged, list-index overrides, unknown keys refused, ONNX Runtime with use_onnx, the
 benchmark report and save_log_path, use_int8 / use_tensorrt refused with the reason, and the
 export's inference.yml (pre-processing and class names).
@@ -18,11 +18,7 @@ import yaml
 from conftest import ROOT
 from ppvision_hybrid.export import export_inference_model
 from ppvision_hybrid.inference_yml import default_transforms
-
-sys.path.insert(0, os.path.join(ROOT, "deploy", "python"))
-import predict_cls  # noqa: E402
-
-sys.path.pop(0)
+from ppvision_hybrid import predict as predict_cls
 
 #: PaddleClas's deploy/configs/inference_cls.yaml (develop), key for key
 PADDLECLAS_INFERENCE_CLS = """
@@ -207,3 +203,21 @@ def test_use_onnx_runs_onnx_runtime_on_inference_onnx(workspace, capsys):
         sa = np.array(eval(a.split("score(s): ")[1].split("]")[0] + "]"))
         sb = np.array(eval(b.split("score(s): ")[1].split("]")[0] + "]"))
         np.testing.assert_allclose(sa, sb, rtol=1e-3, atol=1e-5)
+
+
+def test_deploy_and_engine_share_the_eval_ops(workspace):
+    """The predictor's pre-processing is the engine's evaluation ops (one implementation): the
+    same classes, and PaddleClas's inference_cls.yaml pipeline gives the same array both ways."""
+    from ppvision_hybrid import preprocess
+    from ppvision_hybrid.data import transforms
+    for name, op in preprocess.EVAL_OPS.items():
+        assert transforms.TRANSFORM_OPS[name] is op
+    root = workspace[0]
+    op_list = yaml.safe_load(PADDLECLAS_INFERENCE_CLS)["PreProcess"]["transform_ops"]
+    path = str(root / "images" / "0.png")
+    deployed = predict_cls.preprocess(path, predict_cls.build_transforms(op_list))
+    with open(path, "rb") as f:
+        engine = transforms.apply_transforms(f.read(), transforms.build_transforms(
+            [{"DecodeImage": {"to_rgb": True, "channel_first": False}}] + op_list))
+    assert deployed.dtype == engine.dtype == np.float32 and deployed.shape == engine.shape
+    np.testing.assert_array_equal(deployed, engine)

@@ -64,11 +64,7 @@ def test_tipc_file_reads_as_paddleclas_reads_it(name):
     predict = _value(lines[39]).split()
     assert predict[0] == "python/predict_cls.py"
     assert _value(lines[41]) == "True|False"  # oneDNN on and off
-    sys.path.insert(0, os.path.join(ROOT, "deploy", "python"))
-    try:
-        import predict_cls
-    finally:
-        sys.path.pop(0)
+    from ppvision_hybrid import predict as predict_cls
     pconfig = predict_cls.load_config(os.path.join(ROOT, "deploy", predict[predict.index("-c") + 1]), [
         f"{_key(lines[i])[3:]}={_value(lines[i]).split('|')[0]}" for i in range(40, 50)])
     predict_cls.validate_config(pconfig)
