@@ -77,7 +77,7 @@ import numpy as np
 root, model_dir, name, size, threads, warmup, repeats, eager = sys.argv[1:9]
 size, threads, warmup, repeats = int(size), int(threads), int(warmup), int(repeats)
 from ppvision_hybrid.inference import create_predictor
-from tools.benchmark import time_calls
+from ppvision_hybrid.timing import time_calls
 
 def median_ms(fn):
     return float(np.median(time_calls(fn, warmup, repeats)))

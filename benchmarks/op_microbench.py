@@ -20,7 +20,7 @@ import sys
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-from tools.benchmark import time_calls  # noqa: E402  (standard library only at import)
+from ppvision_hybrid.timing import time_calls  # noqa: E402  (standard library only)
 
 B = 8
 DW_SHAPE = (B, 96, 56, 56)            # the depthwise shape (TransXNet-T stage-1 MS-FFN width / 2)

@@ -83,7 +83,7 @@ def _thread_env(threads, pin=False):
     if pin:  # Intel OpenMP (Paddle's) only; the authors' PyTorch uses GNU OpenMP, which ignores it
         if ROOT not in sys.path:
             sys.path.insert(0, ROOT)
-        from tools.benchmark import PIN_AFFINITY
+        from ppvision_hybrid.inference import CPU_AFFINITY as PIN_AFFINITY  # numpy only, no paddle
         env.setdefault("KMP_AFFINITY", PIN_AFFINITY)
     return env
 

@@ -1,5 +1,5 @@
-"""Convert an authors' checkpoint into a verified ppvision_hybrid ``.pdparams`` file (the library
-behind ``tools/convert_weights.py``).
+"""Convert an authors' checkpoint into a verified ppvision_hybrid ``.pdparams`` file (``ppvh-convert-weights``,
+or ``python tools/convert_weights.py`` in a checkout: :func:`main`).
 
 * ``src`` may be a PyTorch file (``.pth``/``.pth.tar``/``.pt``, zip or legacy format, read
   without PyTorch by :mod:`ppvision_hybrid.pth`) or a Paddle ``.pdparams``.
@@ -16,15 +16,17 @@ behind ``tools/convert_weights.py``).
   old ``dst`` as it was. A JSON record (``<dst>.json``: model, sha256 of input and output, key
   counts, class count) is written next to ``dst`` the same way.
 """
+import argparse
 import datetime
 import json
 import os
+import sys
 
 import numpy as np
 
 from .io_atomic import atomic_file
 
-__all__ = ["ConversionError", "convert", "read_checkpoint", "unwrap_state_dict"]
+__all__ = ["ConversionError", "convert", "read_checkpoint", "unwrap_state_dict", "main"]
 
 WRAPPER_KEYS = ("model", "state_dict")
 
@@ -164,3 +166,28 @@ def convert(model_name, src, dst, key=None, verbose=True):
     if verbose:
         print(json.dumps(record, indent=2))
     return record
+
+
+def main(argv=None):
+    """``ppvh-convert-weights --model NAME --src FILE --dst FILE.pdparams [--key ENTRY]``: exit
+    status 0 on success, 1 with a one-paragraph message otherwise. The JSON record is printed and
+    written next to ``dst``.
+
+        ppvh-convert-weights --model TransXNet_T --src transx-t.pth.tar --dst TransXNet_T.pdparams
+        ppvh-convert-weights --model MixFormer_B4 --src MixFormer_B4.pdparams --dst MixFormer_B4.pdparams
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="registered model name, e.g. TransXNet_T")
+    parser.add_argument("--src", required=True, help="authors' checkpoint (.pth/.pth.tar/.pdparams)")
+    parser.add_argument("--dst", required=True, help="output .pdparams")
+    parser.add_argument("--key", default=None, help="checkpoint entry holding the weights (default: auto)")
+    args = parser.parse_args(argv)
+    if not args.dst.endswith(".pdparams"):
+        parser.error("--dst must end with .pdparams")
+    try:
+        convert(args.model, args.src, args.dst, key=args.key)
+    except ConversionError as e:
+        print(f"convert_weights: error: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,5 +1,5 @@
-"""benchmarks/vs_authors.py runs end to end (a stand-in for the authors' code, tiny input); tools/benchmark.py's
-report options."""
+"""benchmarks/vs_authors.py runs end to end (a stand-in for the authors' code, tiny input); ppvh-benchmark's
+(ppvision_hybrid.benchmark, wrapped by tools/benchmark.py) report options."""
 import json
 import os
 import sys
@@ -79,8 +79,7 @@ def test_vs_authors_forwards_the_predictor_settings_to_our_process():
 
 def test_only_our_side_is_pinned_and_with_the_library_setting(monkeypatch):
     from ppvision_hybrid.inference import CPU_AFFINITY
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import benchmark
+    from ppvision_hybrid import benchmark
     monkeypatch.delenv("KMP_AFFINITY", raising=False)
     monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
     assert benchmark.PIN_AFFINITY == CPU_AFFINITY
@@ -102,8 +101,7 @@ def test_vs_authors_needs_the_authors_model():
 
 def test_cpu_and_gpu_tables_are_separate_blocks(tmp_path):
     """A GPU run (usually on another machine) must not overwrite the CPU table, nor the reverse."""
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import benchmark
+    from ppvision_hybrid import benchmark
     report = tmp_path / "benchmarks.md"
     report.write_text("# Benchmarks\n\nhand-written notes\n")
     benchmark.write_report(str(report), "CPU TABLE 1")
@@ -118,8 +116,7 @@ def test_cpu_and_gpu_tables_are_separate_blocks(tmp_path):
 
 
 def test_gpu_backends_without_a_gpu_are_reported_not_fatal(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import benchmark
+    from ppvision_hybrid import benchmark
     if benchmark_has_gpu():
         pytest.skip("this machine has a GPU build of Paddle")
     code = benchmark.main(["--models", "MixFormer_B0", "--image_size", "64", "--backends", "dygraph", "--gpu",
@@ -247,8 +244,7 @@ def test_mixformer_stand_ins_import_beside_the_official_file(tmp_path, monkeypat
 def test_benchmark_prints_ms_per_image_writes_only_when_asked_and_sets_the_authors_beside(tmp_path, capsys):
     """tools/benchmark.py: ms/img beside img/s, --warmup before both batch sizes, no file without
     --write, and every backend beside the authors' figures from vs_authors.py --json."""
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import benchmark
+    from ppvision_hybrid import benchmark
     report = tmp_path / "b.md"
     authors = tmp_path / "authors_b1.json"
     authors.write_text(json.dumps(dict(model="MixFormer_B0", batch=1, threads=1, mode="infer", authors_ms=2.0,

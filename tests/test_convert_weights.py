@@ -1,11 +1,10 @@
-"""tools/convert_weights.py end to end, and the torch-free .pth reader it relies on.
+"""ppvh-convert-weights (ppvision_hybrid.convert.main; tools/convert_weights.py wraps it) end to end, and the torch-free .pth reader it relies on.
 
 Official-layout TransXNet-T checkpoints are written without torch (ppvision_hybrid.pth.save_pth
 writes PyTorch's zip layout; torch.load reads it back, checked when the reader was written);
 tiny files made by torch itself (zip and legacy formats) live in tests/data.
 """
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,9 +19,7 @@ from ppvision_hybrid.pth import PthError, load_pth, save_pth
 from conftest import DATA, official_keys, official_random_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("convert_weights", os.path.join(ROOT, "tools", "convert_weights.py"))
-cw = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cw)
+from ppvision_hybrid import convert as cw  # noqa: E402
 
 
 def _sha(path):

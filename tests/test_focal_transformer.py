@@ -164,10 +164,8 @@ def test_attention_cost_per_token_bounded():
 def test_convert_weights_cli_on_an_official_layout_pth(tmp_path):
     """An authors'-layout .pth (index buffers included, {'model': ...} wrapper) goes through
     tools/convert_weights.py and loads strictly; logits equal the direct conversion."""
-    import sys
+    from ppvision_hybrid.convert import convert
     from ppvision_hybrid.pth import save_pth
-    sys.path.insert(0, os.path.join(os.path.dirname(DATA), "..", "tools"))
-    from convert_weights import convert
 
     paddle.seed(0)
     reference = pvh.create_model("FocalTransformer_T", class_num=10)

@@ -15,7 +15,7 @@ LAYERS = [
               "io_atomic", "cli_errors", "preprocess"}),
     ("building blocks and the registry", {"layers", "registry", "weights"}),
     ("models", {"models"}),
-    ("tools over any model", {"flops", "hub", "export", "inference", "onnx", "convert", "predict"}),
+    ("tools over any model", {"flops", "hub", "export", "inference", "onnx", "convert", "predict", "benchmark"}),
     ("consumers", {"engine", "adapters", "dense", "paddleclas", "paddleclas_plugin", "cli", "__init__"}),
 ]
 RANK = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
@@ -133,13 +133,55 @@ def _console_scripts():
         return tomllib.load(f)["project"]["scripts"]
 
 
+#: every user command: tools/<file>.py (or deploy/python/predict_cls.py) -> its console script
+USER_COMMANDS = {"train": "ppvh-train", "eval": "ppvh-eval", "infer": "ppvh-infer", "model_info": "ppvh-model-info",
+                 "export_onnx": "ppvh-export-onnx", "export_model": "ppvh-export",
+                 "convert_weights": "ppvh-convert-weights", "benchmark": "ppvh-benchmark",
+                 "predict_cls": "ppvh-predict-cls", "train_det": "ppvh-train-det", "eval_det": "ppvh-eval-det",
+                 "export_det": "ppvh-export-det", "train_seg": "ppvh-train-seg", "eval_seg": "ppvh-eval-seg",
+                 "export_seg": "ppvh-export-seg"}
+#: checkout-only tools: gen_configs.py rewrites the checkout's configs/ (a maintainer's tool)
+CHECKOUT_ONLY = {"gen_configs"}
+
+
 def test_console_scripts_point_at_package_functions():
     scripts = _console_scripts()
-    assert {"ppvh-train", "ppvh-eval", "ppvh-infer", "ppvh-model-info", "ppvh-export-onnx"} <= set(scripts)
+    tools = {name[:-3] for name in os.listdir(os.path.join(ROOT, "tools")) if name.endswith(".py")}
+    assert tools - CHECKOUT_ONLY <= set(USER_COMMANDS), f"a tool without a console script: {tools - set(USER_COMMANDS)}"
+    assert set(USER_COMMANDS.values()) <= set(scripts), sorted(set(USER_COMMANDS.values()) - set(scripts))
     for name, target in scripts.items():
         module, function = target.split(":")
         assert module.startswith("ppvision_hybrid"), (name, target)
         assert callable(getattr(importlib.import_module(module), function)), (name, target)
+
+
+def test_every_console_script_answers_help_quickly(capsys):
+    """``<script> --help`` of every entry exits 0 with a usage text (in-process, as the installed
+    wrapper calls it); the tools/*.py wrappers are these same functions."""
+    import time
+    for name, target in sorted(_console_scripts().items()):
+        module, function = target.split(":")
+        command = getattr(importlib.import_module(module), function)
+        start = time.perf_counter()
+        try:
+            command(["--help"])
+        except SystemExit as exit_:
+            assert exit_.code in (0, None), (name, exit_.code)
+        else:
+            raise AssertionError(f"{name} --help did not exit")
+        assert "usage:" in capsys.readouterr().out, name
+        assert time.perf_counter() - start < 30, name
+
+
+def test_tools_are_thin_wrappers_of_the_console_functions():
+    scripts = _console_scripts()
+    for tool, script in USER_COMMANDS.items():
+        path = os.path.join(ROOT, "deploy", "python", "predict_cls.py") if tool == "predict_cls" else \
+            os.path.join(ROOT, "tools", f"{tool}.py")
+        text = open(path).read()
+        module, function = scripts[script].split(":")
+        assert len(text.splitlines()) <= 25, f"{path}: logic belongs in the package"
+        assert re.search(rf"from ppvision_hybrid\.(cli import {function}|predict import main)\b", text), path
 
 
 def test_model_info_console_function_prints_the_table(capsys):

@@ -9,4 +9,4 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 from ppvision_hybrid.cli import evaluate as main  # noqa: E402  (one error line per failure)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
