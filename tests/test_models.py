@@ -111,6 +111,34 @@ def test_pyramid_features_strides_and_channels(name):
     assert model.out_channels == [fi["channels"] for fi in model.feature_info]
 
 
+@pytest.mark.parametrize("name", SMALL)
+def test_features_only_has_no_classifier_and_takes_a_classification_checkpoint(name, tmp_path):
+    """``features_only=True`` means the same in every family: no classifier and no other head
+    piece (every parameter feeds the pyramid), while a classification checkpoint loads into it
+    through the dense loading path with only the head's keys ignored."""
+    from ppvision_hybrid.adapters.common import load_classification_weights
+    paddle.seed(0)
+    classifier = pvh.create_model(name, class_num=10)
+    dense = pvh.create_model(name, class_num=10, features_only=True)
+    assert not dense.has_classifier()
+    names = [n for n, _ in dense.named_parameters()]
+    assert not [n for n in names if n.startswith(tuple(dense.classifier_prefixes))], names
+    with pytest.raises(RuntimeError, match="no classifier"):
+        dense.forward_features(paddle.randn([1, 3, 64, 64]))
+    side = _test_side(name)
+    sum(f.mean() for f in dense(paddle.randn([1, 3, side, side]))).backward()
+    unused = [n for n, p in dense.named_parameters() if not p.stop_gradient and p.grad is None]
+    assert not unused, f"features_only {name} builds parameters the pyramid never uses: {unused}"
+    path = str(tmp_path / f"{name}.pdparams")
+    paddle.save(classifier.state_dict(), path)
+    fresh = load_classification_weights(dense, name, path, {"class_num": 10})
+    ours, theirs = dense.state_dict(), classifier.state_dict()
+    assert set(fresh) == set(ours) - set(theirs)  # only the dense-only output norms start fresh
+    assert set(theirs) - set(ours), "the classification head's keys"
+    for key in set(ours) & set(theirs):
+        np.testing.assert_array_equal(ours[key].numpy(), theirs[key].numpy(), err_msg=key)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_surface_no_weight_decay_and_reset_classifier(name):
     model = _model(name)

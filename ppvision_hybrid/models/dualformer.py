@@ -294,9 +294,10 @@ class DualFormer(HybridBackbone):
                           intra_mode)
                 for j in range(depth)]))
         self.out_norms = StageNorms(functools.partial(ChannelLayerNorm, affine=False), dims, self.out_indices)
-        self.norm = nn.BatchNorm2D(dims[-1])
         self.num_features = dims[-1]
-        self.head = self.classifier(class_num)
+        if not features_only:  # the classification head: a dense backbone has none (as every family)
+            self.norm = nn.BatchNorm2D(dims[-1])
+            self.head = self.classifier(class_num)
         self.feature_info = [dict(channels=d, stride=4 * 2 ** i) for i, d in enumerate(dims)]
         self.apply(self._init_weights)
 
@@ -325,6 +326,7 @@ class DualFormer(HybridBackbone):
         return x, outs
 
     def forward_features(self, x):
+        self.require_classifier("forward_features")
         x, _ = self._stages(x, collect=False)
         return self.norm(x).mean(axis=[2, 3])
 

@@ -387,13 +387,15 @@ class MixFormer(HybridBackbone):
                 dims[i], depths[i], num_heads[i], window_size, dwconv_kernel_size, mlp_ratio,
                 qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr[i],
                 out_dim=dims[i + 1] if i < 3 else None))
-        self.norm = nn.LayerNorm(dims[-1])
-        self.last_proj = nn.Linear(dims[-1], last_dim)
-        self.activate = nn.GELU()
-        self.head = self.classifier(class_num)
+        if not features_only:  # the classification head: a dense backbone has none (as every family)
+            self.norm = nn.LayerNorm(dims[-1])
+            self.last_proj = nn.Linear(dims[-1], last_dim)
+            self.activate = nn.GELU()
+            self.head = self.classifier(class_num)
         self.apply(init_weights_vit)
 
     def forward_features(self, x):
+        self.require_classifier("forward_features")
         x, H, W = self.patch_embed(x)
         x = self.pos_drop(x)
         for layer in self.layers:
