@@ -33,32 +33,23 @@ infer = _engine_command("infer", "infer",
                         "``ppvh-infer -c CONFIG [-o Section.key=value ...]`` (= python tools/infer.py).")
 
 
-@main_guard
-def model_info(argv=None):
-    """``ppvh-model-info NAME ...`` (= python tools/model_info.py)."""
-    from .flops import main
-    return main(argv)
+def _package_command(module, name, doc):
+    """A guarded ``main(argv)`` calling ``ppvision_hybrid.<module>.main`` (imported when run)."""
+    def command(argv=None):
+        import importlib
+        return importlib.import_module(f".{module}", __package__).main(argv)
+    command.__name__ = command.__qualname__ = name
+    command.__doc__ = doc
+    return main_guard(command)
 
 
-@main_guard
-def export_onnx(argv=None):
-    """``ppvh-export-onnx ...`` (= python tools/export_onnx.py)."""
-    from .onnx import main
-    return main(argv)
-
-
-@main_guard
-def convert_weights(argv=None):
-    """``ppvh-convert-weights --model NAME --src FILE --dst FILE.pdparams`` (= python tools/convert_weights.py)."""
-    from .convert import main
-    return main(argv)
-
-
-@main_guard
-def benchmark(argv=None):
-    """``ppvh-benchmark [--models ...] [--write]`` (= python tools/benchmark.py)."""
-    from .benchmark import main
-    return main(argv)
+model_info = _package_command("flops", "model_info", "``ppvh-model-info NAME ...`` (= python tools/model_info.py).")
+export_onnx = _package_command("onnx", "export_onnx", "``ppvh-export-onnx ...`` (= python tools/export_onnx.py).")
+convert_weights = _package_command("convert", "convert_weights",
+                                   "``ppvh-convert-weights --model NAME --src FILE --dst FILE.pdparams`` "
+                                   "(= python tools/convert_weights.py).")
+benchmark = _package_command("benchmark", "benchmark",
+                             "``ppvh-benchmark [--models ...] [--write]`` (= python tools/benchmark.py).")
 
 
 def predict_cls(argv=None):
