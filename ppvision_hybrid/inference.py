@@ -30,8 +30,7 @@ __all__ = [
 
 class ExportedModelError(RuntimeError):
     """Exported model files that are missing, corrupt or truncated; the message names the file
-    and says to re-export. (Marked for cli_errors.main_guard without importing it: this module
-    is loaded by the deploy predictor without the package.)"""
+    and says to re-export (``is_user_error``: one line from cli_errors.main_guard)."""
 
     is_user_error = True
     exit_code = 2

@@ -19,7 +19,7 @@ Differences handled here (measured with the 2.6.2 CPU wheel, Python 3.11):
   on an H100 (sm_90) with the PyPI ``paddlepaddle-gpu`` 2.6.2 wheel (CUDA 11.8, no sm_90 code):
   ``x + 1`` was off by up to 20.7 while cuBLAS matmuls were right, and every model's output was
   wrong. ``inference.check_gpu_kernels`` computes one known answer and raises instead (it lives
-  there because ``inference.py`` must stay loadable on its own, by deploy/python/predict_cls.py).
+  there because ``inference.py`` is on the model-free deploy side, which never imports paddle.nn code).
 * **Keyword arguments Paddle 2.6 lacks**: ``KaimingNormal(mode=...)`` and
   ``AdamW(amsgrad=...)`` (both added in 3.x). :func:`accepts_kwarg` tells whether the installed
   Paddle takes one.
