@@ -1,14 +1,17 @@
-"""Writes every YAML under configs/det/ and configs/seg/:
+"""Writes every generated YAML under configs/: the ImageNet recipes configs/<Variant>.yaml (one
+template per family in tools/config_templates/, filled from ``CLASSIFICATION``) and everything
+under configs/det/ and configs/seg/:
 
-    python tools/gen_configs.py                 # rewrite configs/det and configs/seg in place
+    python tools/gen_configs.py                 # rewrite them in place
     python tools/gen_configs.py --out /tmp/cfg  # write the tree elsewhere (tests compare it)
 
-The YAMLs are the product and are checked in; this script keeps the ~60 files consistent, and
+The YAMLs are the product and are checked in; this script keeps the ~80 files consistent, and
 tests/test_gen_configs.py fails when a committed file differs from what it generates. Hyper-parameters per family are the papers'
 (sources in the ``RECIPES`` comments); where a paper gives none, the recipe it cites.
 """
 import argparse
 import os
+import string
 import sys
 import textwrap
 
@@ -633,6 +636,68 @@ def demo_configs():
             + textwrap.indent(D(model), "  "))
 
 
+# ---------------------------------------------------------------------------------------------
+# ImageNet recipes: per family a template (tools/config_templates/<family>.yaml.in, the recipe
+# with its sources in comments) and what differs per variant (the sources are in the template).
+# ---------------------------------------------------------------------------------------------
+_MIXFORMER_B0_B3 = dict(weight_decay="0.04", weight_decay_group="B0-B3", learning_rate="8e-4",
+                        learning_rate_group="B0-B3")
+_MIXFORMER_B4_B6 = dict(weight_decay="0.05", weight_decay_group="B4, B5, B6", learning_rate="1e-3",
+                        learning_rate_group="B4, B5, B6")
+_MIXFORMER_WARMUP_20 = dict(warmup_epoch="20", warmup_group="B0-B4")
+CLASSIFICATION = {
+    "MixFormer": {  # Table 17
+        "B0": dict(drop_path_rate="0.0", **_MIXFORMER_B0_B3, **_MIXFORMER_WARMUP_20),
+        "B1": dict(drop_path_rate="0.0", **_MIXFORMER_B0_B3, **_MIXFORMER_WARMUP_20),
+        "B2": dict(drop_path_rate="0.05", **_MIXFORMER_B0_B3, **_MIXFORMER_WARMUP_20),
+        "B3": dict(drop_path_rate="0.1", **_MIXFORMER_B0_B3, **_MIXFORMER_WARMUP_20),
+        "B4": dict(drop_path_rate="0.2", **_MIXFORMER_B4_B6, **_MIXFORMER_WARMUP_20),
+        "B5": dict(drop_path_rate="0.3", **_MIXFORMER_B4_B6, warmup_epoch="40", warmup_group="B5, B6"),
+        "B6": dict(drop_path_rate="0.5", **_MIXFORMER_B4_B6, warmup_epoch="40", warmup_group="B5, B6")},
+    "MAFormer": {  # Sec. 4.2, Table 4
+        "S": dict(paper_counts="23M params, 4.5 GMACs", our_counts="23.42M / 4.56G", drop_path_rate="0.1",
+                  learning_rate="1.6e-3",
+                  expected_accuracy="83.0 top-1 (paper Table 4, MAFormer-S without token labeling); 83.7 with it."),
+        "B": dict(paper_counts="53M params, 9.8 GMACs", our_counts="51.71M / 9.00G", drop_path_rate="0.3",
+                  learning_rate="1.6e-3",
+                  expected_accuracy="not reported: the paper gives only 85.0 with token labeling; expect below "
+                                    "it (S loses 0.7 without TL)."),
+        "L": dict(paper_counts="104M params, 22.6 GMACs", our_counts="102.48M / 20.44G", drop_path_rate="0.4",
+                  learning_rate="1.2e-3",
+                  expected_accuracy="not reported: the paper gives only 85.9 with token labeling; expect below "
+                                    "it (S loses 0.7 without TL).")},
+    "DualFormer": {"T": dict(drop_path_rate="0.0"), "XS": dict(drop_path_rate="0.05"),  # spec A16
+                   "S": dict(drop_path_rate="0.1"), "B": dict(drop_path_rate="0.3")},
+    "TransXNet": {  # Sec. IV-A and the authors' scripts/train_*.sh
+        "T": dict(paper_numbers="12.8 M, 1.8 GMACs, 81.6% top-1", script="tiny", drop_path_rate="0.1",
+                  ema_decay="0.9998", resize_short="248", crop_pct="0.9"),
+        "S": dict(paper_numbers="26.9 M, 4.5 GMACs, 83.8% top-1", script="small", drop_path_rate="0.2",
+                  ema_decay="0.99985", resize_short="248", crop_pct="0.9"),
+        "B": dict(paper_numbers="48.0 M, 8.3 GMACs, 84.6% top-1", script="base", drop_path_rate="0.4",
+                  ema_decay="0.99985", resize_short="235", crop_pct="0.95")},
+    "FocalTransformer": {  # the authors' configs/focal_*_patch4_window7_224.yaml
+        "T": dict(official_config="focal_tiny_patch4_window7_224", drop_path_rate="0.2"),
+        "S": dict(official_config="focal_small_patch4_window7_224", drop_path_rate="0.3"),
+        "B": dict(official_config="focal_base_patch4_window7_224", drop_path_rate="0.5")},
+}
+TEMPLATES = os.path.join(REPO, "tools", "config_templates")
+
+
+def classification_configs(out):
+    """configs/<Family>_<size>.yaml from the family's template; returns the names written."""
+    names = []
+    for family, variants in CLASSIFICATION.items():
+        with open(os.path.join(TEMPLATES, f"{family}.yaml.in")) as f:
+            template = string.Template(f.read())
+        for size, values in variants.items():
+            name = f"{family}_{size}"
+            text = template.substitute(values, name=name, size=size)  # a missing value is a KeyError
+            with open(os.path.join(out, f"{name}.yaml"), "w") as f:
+                f.write(HEADER + text)
+            names.append(name)
+    return names
+
+
 CHANNELS = {}
 
 
@@ -640,7 +705,7 @@ def main(argv=None):
     global DET, SEG
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.path.join(REPO, "configs"),
-                        help="folder receiving det/ and seg/ (default: the checkout's configs/)")
+                        help="folder receiving the ImageNet YAMLs, det/ and seg/ (default: the checkout's configs/)")
     args = parser.parse_args(argv)
     DET, SEG = os.path.join(args.out, "det"), os.path.join(args.out, "seg")
     import ppvision_hybrid  # noqa: F401  (channel widths for PFPNNet's fpn_inplanes)
@@ -658,7 +723,9 @@ def main(argv=None):
     n_det = det_configs()
     n_seg = seg_configs()
     demo_configs()
-    print(f"wrote {len(n_det)} detection and {len(n_seg)} segmentation configs + bases and demos")
+    n_cls = classification_configs(args.out)
+    print(f"wrote {len(n_cls)} ImageNet, {len(n_det)} detection and {len(n_seg)} segmentation configs "
+          f"+ bases and demos")
 
 
 if __name__ == "__main__":
