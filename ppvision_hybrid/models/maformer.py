@@ -56,9 +56,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (DropPath, Mlp, adaptive_pool_matrix, floor_with_fraction, init_weights_vit,
-                      kaiming_normal_fan_out_, pad_to_multiple, relative_position_index, trunc_normal_,
-                      window_partition, window_reverse, zeros_)
+from ..layers import (GELU, DepthwiseConv2D, DropPath, Mlp, adaptive_pool_matrix, depthwise_conv2d,
+                      floor_with_fraction, init_weights_vit, kaiming_normal_fan_out_, pad_to_multiple,
+                      relative_position_index, trunc_normal_, window_partition, window_reverse, zeros_)
 from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
 __all__ = ["MAFormer", "MAFormer_S", "MAFormer_B", "MAFormer_L", "CSWinAttention",
@@ -104,7 +104,7 @@ def resample_matrices(height, width, grid, source_grid):
 # ----------------------------------------------------------------------------------------------
 def _dwconv3x3(dim):
     """Depthwise 3x3 conv (LePE / DPE); applied to channels-last maps via :func:`_conv_nhwc`."""
-    return nn.Conv2D(dim, dim, 3, padding=1, groups=dim)
+    return DepthwiseConv2D(dim, 3, padding=1)
 
 
 def _conv_nhwc(conv, x):
@@ -177,8 +177,8 @@ class CSWinAttention(nn.Layer):
         if s == 1:
             # One-row stripes: only the kernel's middle row meets data, so one 1x3 conv over the
             # whole map equals the per-stripe 3x3 conv (and avoids B*H tiny convolutions).
-            out = F.conv2d(v.reshape([B, Hp, W, half]).transpose([0, 3, 1, 2]), lepe.weight[:, :, 1:2, :],
-                           lepe.bias, padding=[0, 1], groups=half)
+            out = depthwise_conv2d(v.reshape([B, Hp, W, half]).transpose([0, 3, 1, 2]),
+                                   lepe.weight[:, :, 1:2, :], lepe.bias, padding=(0, 1))
             return out.transpose([0, 2, 3, 1]).reshape([B * n, s * W, half])
         return _conv_nhwc(lepe, v.reshape([B * n, s, W, half])).reshape([B * n, s * W, half])
 
@@ -367,7 +367,7 @@ class MAFBlock(nn.Layer):
             raise ValueError(f"local_attn must be 'cswin' or 'swin', got {local_attn!r}")
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=GELU)
         if global_op == "gld":
             self.global_branch = GlobalLearningDownsample(dim, gld_grid, gld_ratio)
         elif global_op == "conv":
@@ -414,7 +414,7 @@ class ViTBlock(nn.Layer):
         self.attn = Attention(dim, num_heads)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=GELU)
         self.gamma1 = self.gamma2 = None
         if layer_scale:  # A15: optional, off by default
             self.gamma1 = self.create_parameter([dim], default_initializer=nn.initializer.Constant(layer_scale))
