@@ -60,6 +60,24 @@ class ChannelLayerNorm(nn.Layer):
         return f"{self.channels}, epsilon={self.epsilon}, affine={self.weight is not None}"
 
 
+class PointwiseConv2D(nn.Conv2D):
+    """``nn.Conv2D(in_ch, out_ch, 1)`` with a bias (same parameters and state dict) whose eager
+    forward adds the bias on a ``[N, C, H*W]`` view: Paddle's eager conv adds it as a 4-D
+    broadcast, 3.4x slower forward and 3.7x forward + backward at [8, 256, 56, 56] for the same
+    sums (docs/benchmarks.md, "Session 11 / issue 25 phase 2b"). Graphs keep the conv's own
+    bias, which oneDNN fuses into the convolution."""
+
+    def __init__(self, in_ch, out_ch):
+        super().__init__(in_ch, out_ch, 1)
+
+    def forward(self, x):
+        if not paddle.in_dynamic_mode():
+            return super().forward(x)
+        out = F.conv2d(x, self.weight)
+        n, c, h, w = out.shape
+        return (out.reshape([n, c, h * w]) + self.bias.unsqueeze(-1)).reshape([n, c, h, w])
+
+
 class MBConv(nn.Sequential):
     """MobileNetV2 inverted residual without its inner skip (Sec. 3.3; [A2]): 1x1 expand (x6),
     depthwise 3x3, 1x1 project; BN after each conv, GELU after the first two. ``use_dw=False``
@@ -137,7 +155,7 @@ class PartitionAttention(nn.Layer):
         self.use_intra, self.use_inter, self.intra_mode = intra, inter, intra_mode
 
         self.down = DepthwiseConvBN(dim, down_rate, stride=down_rate, padding=0) if down_rate > 1 else None
-        self.value = nn.Conv2D(dim, dim, 1)  # "an additional lightweight linear layer" (W_v)
+        self.value = PointwiseConv2D(dim, dim)  # "an additional lightweight linear layer" (W_v)
         # Fixed LSH hyperplanes beta, one set per head: (heads, bits, d_h), N(0, 1) [A9].
         self.register_buffer("hyperplanes",
                              paddle.randn([num_heads, hash_bits, self.head_dim]), persistable=True)
@@ -153,7 +171,7 @@ class PartitionAttention(nn.Layer):
             self.importance = nn.Sequential(nn.Linear(self.head_dim, hidden), nn.ReLU(),
                                             nn.Linear(hidden, 1), nn.Sigmoid())
         self.aggregate = ConvBN(dim * (int(intra) + int(inter)), dim, 1)
-        self.channel_to_space = nn.Conv2D(dim, dim * down_rate * down_rate, 1)
+        self.channel_to_space = PointwiseConv2D(dim, dim * down_rate * down_rate)
 
     # -- partition generator ----------------------------------------------------------------
     def partition(self, tokens):
@@ -257,13 +275,13 @@ class DualBlock(nn.Layer):
         self.attn = PartitionAttention(branch_dim, num_heads, down_rate, hash_bits, se_ratio,
                                        intra, inter, intra_mode)
         self.split_sizes = [dim - branch_dim, branch_dim]
-        self.proj = nn.Conv2D(dim, dim, 1)
+        self.proj = PointwiseConv2D(dim, dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = ChannelLayerNorm(dim)
         hidden = int(dim * mlp_ratio)
-        self.fc1 = nn.Conv2D(dim, hidden, 1)
+        self.fc1 = PointwiseConv2D(dim, hidden)
         self.act = GELU()
-        self.fc2 = nn.Conv2D(hidden, dim, 1)
+        self.fc2 = PointwiseConv2D(hidden, dim)
 
     def forward(self, x):
         y = self.norm1(x)
