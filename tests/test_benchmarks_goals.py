@@ -58,7 +58,7 @@ def test_dense_profile_measures_a_tiny_pyramid():
 
 
 def test_eager_ab_summary_gives_the_ratio_of_medians():
-    run = lambda b, a: {"before": {"b1": [b * 2, b]}, "after": {"b1": [a * 2, a]}}  # [wall, CPU]
+    run = lambda b, a: {"before": {"b1": [b, b * 2]}, "after": {"b1": [a, a * 2]}}  # [CPU, wall]
     lines = eager_ab.summarize({"M": [run(100, 50), run(120, 60), run(110, 70)]}, ["b1"], 8)
     assert lines[-1] == "| M | inference b1 | 110 (220) | 60 (120) | 0.55 (0.55) |"
 
