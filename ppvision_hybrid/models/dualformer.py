@@ -21,7 +21,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import ConvBN, ConvBNAct, DropPath, pad_to_multiple, trunc_normal_, zeros_, ones_
+from ..layers import ConvBN, ConvBNAct, DepthwiseConv2D, DropPath, GELU, pad_to_multiple, trunc_normal_, zeros_, ones_
 from ..layers import kaiming_normal_fan_out_, matmul_any_contraction, static_token_count
 from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
@@ -60,6 +60,24 @@ class ChannelLayerNorm(nn.Layer):
         return f"{self.channels}, epsilon={self.epsilon}, affine={self.weight is not None}"
 
 
+class PointwiseConv2D(nn.Conv2D):
+    """``nn.Conv2D(in_ch, out_ch, 1)`` with a bias (same parameters and state dict) whose eager
+    forward adds the bias on a ``[N, C, H*W]`` view: Paddle's eager conv adds it as a 4-D
+    broadcast, 3.4x slower forward and 3.7x forward + backward at [8, 256, 56, 56] for the same
+    sums (docs/benchmarks.md, "Session 11 / issue 25 phase 2b"). Graphs keep the conv's own
+    bias, which oneDNN fuses into the convolution."""
+
+    def __init__(self, in_ch, out_ch):
+        super().__init__(in_ch, out_ch, 1)
+
+    def forward(self, x):
+        if not paddle.in_dynamic_mode():
+            return super().forward(x)
+        out = F.conv2d(x, self.weight)
+        n, c, h, w = out.shape
+        return (out.reshape([n, c, h * w]) + self.bias.unsqueeze(-1)).reshape([n, c, h, w])
+
+
 class MBConv(nn.Sequential):
     """MobileNetV2 inverted residual without its inner skip (Sec. 3.3; [A2]): 1x1 expand (x6),
     depthwise 3x3, 1x1 project; BN after each conv, GELU after the first two. ``use_dw=False``
@@ -67,11 +85,37 @@ class MBConv(nn.Sequential):
 
     def __init__(self, channels, expansion=6, use_dw=True):
         hidden = channels * expansion
-        layers = [ConvBNAct(channels, hidden, 1)]
+        layers = [ConvBNAct(channels, hidden, 1, act_layer=GELU)]
         if use_dw:
-            layers.append(ConvBNAct(hidden, hidden, 3, groups=hidden))
+            layers.append(DepthwiseConvBN(hidden, 3, act_layer=GELU))
         layers.append(ConvBN(hidden, channels, 1))
         super().__init__(*layers)
+
+
+def _as_depthwise(conv):
+    """``conv`` (a depthwise ``nn.Conv2D``) as a :class:`DepthwiseConv2D` holding the same
+    tensors, so the folded inference form runs the fast kernel too."""
+    twin = DepthwiseConv2D(conv.weight.shape[0], conv._kernel_size, stride=conv._stride,
+                           padding=conv._padding, bias_attr=False if conv.bias is None else None)
+    twin.weight = conv.weight
+    if conv.bias is not None:
+        twin.bias = conv.bias
+    return twin
+
+
+class DepthwiseConvBN(ConvBN):
+    """Depthwise k x k conv + BatchNorm (+ ``act_layer``): :class:`ConvBN` / :class:`ConvBNAct`
+    with the same sublayers and state dict, on :class:`DepthwiseConv2D`; its folded form too."""
+
+    def __init__(self, channels, kernel_size, stride=1, padding=None, act_layer=None):
+        padding = kernel_size // 2 if padding is None else padding
+        layers = [DepthwiseConv2D(channels, kernel_size, stride=stride, padding=padding, bias_attr=False),
+                  nn.BatchNorm2D(channels)]
+        nn.Sequential.__init__(self, *layers, *([act_layer()] if act_layer else []))
+
+    def deploy_twin(self):
+        fused = _as_depthwise(super().deploy_twin())
+        return nn.Sequential(fused, self[2]) if len(self) > 2 else fused
 
 
 class PartitionAttention(nn.Layer):
@@ -110,9 +154,8 @@ class PartitionAttention(nn.Layer):
         self.num_partitions = 2 ** hash_bits
         self.use_intra, self.use_inter, self.intra_mode = intra, inter, intra_mode
 
-        self.down = ConvBN(dim, dim, down_rate, stride=down_rate, padding=0, groups=dim) \
-            if down_rate > 1 else None
-        self.value = nn.Conv2D(dim, dim, 1)  # "an additional lightweight linear layer" (W_v)
+        self.down = DepthwiseConvBN(dim, down_rate, stride=down_rate, padding=0) if down_rate > 1 else None
+        self.value = PointwiseConv2D(dim, dim)  # "an additional lightweight linear layer" (W_v)
         # Fixed LSH hyperplanes beta, one set per head: (heads, bits, d_h), N(0, 1) [A9].
         self.register_buffer("hyperplanes",
                              paddle.randn([num_heads, hash_bits, self.head_dim]), persistable=True)
@@ -128,7 +171,7 @@ class PartitionAttention(nn.Layer):
             self.importance = nn.Sequential(nn.Linear(self.head_dim, hidden), nn.ReLU(),
                                             nn.Linear(hidden, 1), nn.Sigmoid())
         self.aggregate = ConvBN(dim * (int(intra) + int(inter)), dim, 1)
-        self.channel_to_space = nn.Conv2D(dim, dim * down_rate * down_rate, 1)
+        self.channel_to_space = PointwiseConv2D(dim, dim * down_rate * down_rate)
 
     # -- partition generator ----------------------------------------------------------------
     def partition(self, tokens):
@@ -232,13 +275,13 @@ class DualBlock(nn.Layer):
         self.attn = PartitionAttention(branch_dim, num_heads, down_rate, hash_bits, se_ratio,
                                        intra, inter, intra_mode)
         self.split_sizes = [dim - branch_dim, branch_dim]
-        self.proj = nn.Conv2D(dim, dim, 1)
+        self.proj = PointwiseConv2D(dim, dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = ChannelLayerNorm(dim)
         hidden = int(dim * mlp_ratio)
-        self.fc1 = nn.Conv2D(dim, hidden, 1)
-        self.act = nn.GELU()
-        self.fc2 = nn.Conv2D(hidden, dim, 1)
+        self.fc1 = PointwiseConv2D(dim, hidden)
+        self.act = GELU()
+        self.fc2 = PointwiseConv2D(hidden, dim)
 
     def forward(self, x):
         y = self.norm1(x)
@@ -255,7 +298,7 @@ class PatchEmbed(nn.Sequential):
     """Stage transition [A4]: depthwise 3x3 stride 2 + 1x1 conv + BN (MPViT-style)."""
 
     def __init__(self, in_ch, out_ch):
-        super().__init__(nn.Conv2D(in_ch, in_ch, 3, stride=2, padding=1, groups=in_ch, bias_attr=False),
+        super().__init__(DepthwiseConv2D(in_ch, 3, stride=2, padding=1, bias_attr=False),
                          ConvBN(in_ch, out_ch, 1))
 
 
@@ -281,8 +324,8 @@ class DualFormer(HybridBackbone):
             raise TypeError(f"DualFormer got unexpected arguments: {sorted(kwargs)}")
         super().__init__(in_chans, class_num, out_indices, features_only, min_input_size=1)
         self.dims = list(dims)
-        self.stem = nn.Sequential(ConvBNAct(in_chans, dims[0] // 2, 3, stride=2),
-                                  ConvBNAct(dims[0] // 2, dims[0], 3, stride=2))
+        self.stem = nn.Sequential(ConvBNAct(in_chans, dims[0] // 2, 3, stride=2, act_layer=GELU),
+                                  ConvBNAct(dims[0] // 2, dims[0], 3, stride=2, act_layer=GELU))
         rates = drop_path_rates(drop_path_rate, depths)
         self.downsamples = nn.LayerList()
         self.stages = nn.LayerList()

@@ -56,9 +56,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (DropPath, Mlp, adaptive_pool_matrix, floor_with_fraction, init_weights_vit,
-                      kaiming_normal_fan_out_, pad_to_multiple, relative_position_index, trunc_normal_,
-                      window_partition, window_reverse, zeros_)
+from ..layers import (GELU, DepthwiseConv2D, DropPath, Mlp, adaptive_pool_matrix, depthwise_conv2d,
+                      floor_with_fraction, init_weights_vit, kaiming_normal_fan_out_, pad_to_multiple,
+                      relative_position_index, trunc_normal_, window_partition, window_reverse, zeros_)
 from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
 __all__ = ["MAFormer", "MAFormer_S", "MAFormer_B", "MAFormer_L", "CSWinAttention",
@@ -104,7 +104,7 @@ def resample_matrices(height, width, grid, source_grid):
 # ----------------------------------------------------------------------------------------------
 def _dwconv3x3(dim):
     """Depthwise 3x3 conv (LePE / DPE); applied to channels-last maps via :func:`_conv_nhwc`."""
-    return nn.Conv2D(dim, dim, 3, padding=1, groups=dim)
+    return DepthwiseConv2D(dim, 3, padding=1)
 
 
 def _conv_nhwc(conv, x):
@@ -115,6 +115,23 @@ def _conv_nhwc(conv, x):
     return conv(x.transpose([0, 3, 1, 2])).transpose([0, 2, 3, 1])
 
 
+# Floats of the attention scores computed at once: a larger score matrix (global attention on
+# dense inputs) is computed for a chunk of queries at a time, so that the scores stay in cache
+# (docs/benchmarks.md, "Session 11 / issue 25 phase 2b"). Query rows are independent: the same
+# result up to float rounding.
+_SCORE_CHUNK = 1 << 20
+
+
+def _query_chunks(queries, keys):
+    """``[(start, stop)]`` query ranges of :func:`_attend` for ``queries`` x ``keys`` scores per
+    matrix: one range, unless the sizes are static and the scores exceed two chunks."""
+    if not (isinstance(queries, int) and isinstance(keys, int)) or min(queries, keys) <= 0 \
+            or queries * keys <= 2 * _SCORE_CHUNK:
+        return [(0, queries)]
+    rows = max(_SCORE_CHUNK // keys, 1)
+    return [(start, min(start + rows, queries)) for start in range(0, queries, rows)]
+
+
 def _attend(q, k, v, num_heads, scale, key_bias=None, groups=1):
     """Multi-head softmax attention on token-layout tensors.
 
@@ -122,25 +139,30 @@ def _attend(q, k, v, num_heads, scale, key_bias=None, groups=1):
     logits of every query, where ``N = B * groups`` (window j of every image gets row j).
     Heads are processed one by one on channel slices with 3-D matmuls and concatenated: no head
     transposes: Paddle's CPU transpose of [N, L, h, d] takes a slow generic path whenever N > 1
-    (docs/models/maformer.md, "Speed").
+    (docs/models/maformer.md, "Speed"). Large score matrices are computed in query chunks
+    (:func:`_query_chunks`).
     """
     C = q.shape[-1]
     d = C // num_heads
     bias = None
     if key_bias is not None:
-        Lk = k.shape[1]
-        bias = key_bias.reshape([groups, 1, Lk])
+        bias = key_bias.reshape([groups, 1, k.shape[1]])
+    chunks = _query_chunks(q.shape[1], k.shape[1])
     outs = []
     for i in range(num_heads):
         if num_heads > 1:
             qi, ki, vi = q[:, :, i * d:(i + 1) * d], k[:, :, i * d:(i + 1) * d], v[:, :, i * d:(i + 1) * d]
         else:
             qi, ki, vi = q, k, v
-        attn = paddle.matmul(qi * scale, ki, transpose_y=True)  # [N, Lq, Lk]
-        if bias is not None:
-            N, Lq, Lk = attn.shape
-            attn = (attn.reshape([-1, groups, Lq, Lk]) + bias).reshape([N, Lq, Lk])
-        outs.append(paddle.matmul(F.softmax(attn, axis=-1), vi))
+        qi = qi * scale
+        parts = []
+        for start, stop in chunks:
+            attn = paddle.matmul(qi if len(chunks) == 1 else qi[:, start:stop], ki, transpose_y=True)  # [N, Lq, Lk]
+            if bias is not None:
+                N, Lq, Lk = attn.shape
+                attn = (attn.reshape([-1, groups, Lq, Lk]) + bias).reshape([N, Lq, Lk])
+            parts.append(paddle.matmul(F.softmax(attn, axis=-1), vi))
+        outs.append(parts[0] if len(parts) == 1 else paddle.concat(parts, axis=1))
     return outs[0] if num_heads == 1 else paddle.concat(outs, axis=-1)
 
 
@@ -177,8 +199,8 @@ class CSWinAttention(nn.Layer):
         if s == 1:
             # One-row stripes: only the kernel's middle row meets data, so one 1x3 conv over the
             # whole map equals the per-stripe 3x3 conv (and avoids B*H tiny convolutions).
-            out = F.conv2d(v.reshape([B, Hp, W, half]).transpose([0, 3, 1, 2]), lepe.weight[:, :, 1:2, :],
-                           lepe.bias, padding=[0, 1], groups=half)
+            out = depthwise_conv2d(v.reshape([B, Hp, W, half]).transpose([0, 3, 1, 2]),
+                                   lepe.weight[:, :, 1:2, :], lepe.bias, padding=(0, 1))
             return out.transpose([0, 2, 3, 1]).reshape([B * n, s * W, half])
         return _conv_nhwc(lepe, v.reshape([B * n, s, W, half])).reshape([B * n, s * W, half])
 
@@ -367,7 +389,7 @@ class MAFBlock(nn.Layer):
             raise ValueError(f"local_attn must be 'cswin' or 'swin', got {local_attn!r}")
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=GELU)
         if global_op == "gld":
             self.global_branch = GlobalLearningDownsample(dim, gld_grid, gld_ratio)
         elif global_op == "conv":
@@ -414,7 +436,7 @@ class ViTBlock(nn.Layer):
         self.attn = Attention(dim, num_heads)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=GELU)
         self.gamma1 = self.gamma2 = None
         if layer_scale:  # A15: optional, off by default
             self.gamma1 = self.create_parameter([dim], default_initializer=nn.initializer.Constant(layer_scale))
