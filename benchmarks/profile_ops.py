@@ -153,19 +153,21 @@ def torch_op_table(step, steps):
 
 
 class FastSwap:
-    """Swaps a Paddle model's depthwise ``nn.Conv2D`` and ``nn.GELU`` layers, the ``F.conv2d`` /
-    ``F.gelu`` calls of its family module and TransXNet's ``resize_relative_position`` for the
-    fast CPU kernels of ppvision_hybrid.layers, and back (a run-time projection; the models
-    themselves are unchanged)."""
+    """Swaps a Paddle model's depthwise convs (``nn.Conv2D`` or ``layers.DepthwiseConv2D``) and
+    GELUs (``nn.GELU`` or ``layers.GELU``), the ``F.conv2d`` / ``F.gelu`` calls of its family
+    module and TransXNet's ``resize_relative_position`` between Paddle's standard layers and the
+    fast CPU kernels of ppvision_hybrid.layers (a run-time projection for models that do not use
+    the kernels yet; a model that calls ``layers.depthwise_conv2d`` / ``layers.gelu`` itself keeps
+    them in both forms, so compare such a model with a checkout of an earlier commit instead)."""
 
     def __init__(self, model):
         import paddle.nn as nn
         import paddle.nn.functional as F
         from ppvision_hybrid import layers
         self.nn, self.F, self.layers = nn, F, layers
-        self.convs = [m for m in model.sublayers() if type(m) is nn.Conv2D and m._groups > 1
-                      and m._groups == m._in_channels == m._out_channels]
-        self.gelus = [m for m in model.sublayers() if type(m) is nn.GELU]
+        self.convs = [m for m in model.sublayers() if type(m) in (nn.Conv2D, layers.DepthwiseConv2D)
+                      and m._groups > 1 and m._groups == m._in_channels == m._out_channels]
+        self.gelus = [m for m in model.sublayers() if type(m) in (nn.GELU, layers.GELU)]
         self.module = sys.modules[type(model).__module__]
         fast = types.SimpleNamespace(**{k: getattr(F, k) for k in dir(F) if not k.startswith("__")})
         fast.conv2d, fast.gelu = self._conv2d, layers.gelu

@@ -27,7 +27,7 @@ from .inference import create_predictor, model_files, relative_error
 from .io_atomic import atomic_file
 
 __all__ = ["ConversionError", "VerificationError", "paddle_to_onnx_bytes", "group_norm_epsilons",
-           "restore_group_norm_epsilon", "onnx_session", "run_onnx", "verify", "convert_and_verify",
+           "restore_group_norm_epsilon", "remove_dead_nodes", "onnx_session", "run_onnx", "verify", "convert_and_verify",
            "main"]
 
 #: the directory holding the ``ppvision_hybrid`` package (the conversion child imports it)
@@ -89,6 +89,7 @@ def paddle_to_onnx_bytes(model_dir, opset=17, optimize="none", timeout=900):
         raise ConversionError(f"paddle2onnx returned an empty model for {model_dir}")
     norms = _program_epsilons(model_dir, ("group_norm", "instance_norm"))  # one read of the program
     data = restore_group_norm_epsilon(data, norms["group_norm"], instance_norms=len(norms["instance_norm"]))
+    data = remove_dead_nodes(data)
     if optimize == "onnxoptimizer":
         data = _onnxoptimizer_cleanup(data)
     return data
@@ -163,6 +164,49 @@ def restore_group_norm_epsilon(data, epsilons, instance_norms=0):
     return model.SerializeToString()
 
 
+def _names_read(graph, into):
+    """Every value name the nodes of ``graph`` and of its subgraphs read, added to ``into``."""
+    from onnx import AttributeProto
+    for node in graph.node:
+        into.update(node.input)
+        for attr in node.attribute:
+            if attr.type == AttributeProto.GRAPH:
+                _names_read(attr.g, into)
+            elif attr.type == AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    _names_read(sub, into)
+    return into
+
+
+def remove_dead_nodes(data):
+    """The serialized model without the nodes whose outputs nothing reads, and without unused
+    initializers. paddle2onnx 2.1.0 emits a ``Constant`` node for every ``full`` /
+    ``full_int_array`` op of the program, also where the consumer's converter then writes the
+    value into an attribute and never reads the constant (TransXNet-T: 145 such nodes); ONNX
+    Runtime turns each into an initializer and prints one "Removing initializer ... It is not
+    used by any node" warning per node when the file loads. ONNX operators have no side
+    effects, so dropping them changes nothing else."""
+    import onnx
+    model = onnx.load_from_string(data)
+    graph = model.graph
+    removed = 0
+    while True:
+        needed = _names_read(graph, {out.name for out in graph.output})
+        live = [node for node in graph.node if any(name in needed for name in node.output)]
+        if len(live) == len(graph.node):
+            break
+        removed += len(graph.node) - len(live)
+        del graph.node[:]
+        graph.node.extend(live)
+    needed = _names_read(graph, {out.name for out in graph.output})
+    initializers = [init for init in graph.initializer if init.name in needed]
+    if not removed and len(initializers) == len(graph.initializer):
+        return data
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    return model.SerializeToString()
+
+
 def _onnxoptimizer_cleanup(data):
     try:
         import onnx
@@ -182,7 +226,6 @@ def onnx_session(model, threads=None):
     """ONNX Runtime CPU session from a path or serialized bytes."""
     import onnxruntime as ort
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # unused-initializer warnings are noise
     if threads:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1

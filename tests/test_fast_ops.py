@@ -15,7 +15,7 @@ import paddle.nn.functional as F
 import pytest
 
 from ppvision_hybrid.layers import GELU, DepthwiseConv2D, bicubic_resize, depthwise_conv2d, fast_ops, gelu
-from ppvision_hybrid.layers.depthwise import fast_depthwise_applies
+from ppvision_hybrid.layers.depthwise import fast_depthwise_applies, per_sample_depthwise_conv2d
 
 from conftest import ROOT
 
@@ -220,3 +220,38 @@ def test_bicubic_resize_matches_pytorch_semantics_not_paddles():
     expected = [sum(wi * v for wi, v in zip(w(0.75), [0, 0, 0, 1])), sum(wi * v for wi, v in zip(w(0.25), [0, 0, 1, 1])),
                 sum(wi * v for wi, v in zip(w(0.75), [0, 0, 1, 1])), sum(wi * v for wi, v in zip(w(0.25), [0, 1, 1, 1]))]
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("column_matmul", [True, False], ids=["column-matmul", "column-conv"])
+def test_per_sample_depthwise_conv_eager_form_equals_the_saved_graph_form(column_matmul, monkeypatch):
+    """TransXNet's re-parameterized IDConv: eager mode runs the grouped form on the fast kernel,
+    saved graphs the static-kernel form; both equal a per-sample F.conv2d, gradients included."""
+    from ppvision_hybrid.models import transxnet as tx
+    _fast_ops()
+    monkeypatch.setattr(tx, "COLUMN_MATMUL_MAX_HEIGHT", 64 if column_matmul else 0)
+    layer = tx.IDConv(12, kernel_size=5, num_groups=2)
+    layer.eval()
+    deploy = layer.deploy_twin()
+    x = paddle.randn([2, 12, 11, 9])
+    x.stop_gradient = False
+    kernels = deploy.dynamic_mixer(x)
+    upstream = paddle.randn([2, 12, 11, 9])
+    used = []
+
+    def saved_graph_form(inputs, mixer):
+        used.append(True)
+        return deploy.conv_separable(inputs, mixer)
+
+    eager = per_sample_depthwise_conv2d(x, kernels, saved_graph_form)
+    assert used == ([] if HAS_COMPILER else [True])
+    static = deploy.conv_separable(x, kernels)
+    reference = paddle.concat([F.conv2d(x[i:i + 1], kernels[i * 12:(i + 1) * 12, :5, :5].unsqueeze(1),
+                                        kernels[i * 12:(i + 1) * 12, 5, 5], padding=2, groups=12) for i in range(2)])
+    for got in (eager, static):
+        np.testing.assert_allclose(got.numpy(), reference.numpy(), rtol=0, atol=1e-5)
+        (dx, dkernels), (ex, ekernels) = paddle.grad(got, [x, kernels], upstream), \
+            paddle.grad(reference, [x, kernels], upstream)
+        # the kernel and bias slots; the zero slots between them are not read by every form
+        pairs = [(dx, ex), (dkernels[:, :5, :5], ekernels[:, :5, :5]), (dkernels[:, 5, 5], ekernels[:, 5, 5])]
+        for g, e in pairs:
+            np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=0, atol=1e-5 * float(e.abs().max()))

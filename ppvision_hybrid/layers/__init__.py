@@ -3,14 +3,14 @@ from .drop import DropPath, drop_path
 from .init import trunc_normal_, zeros_, ones_, kaiming_normal_fan_out_, init_weights_vit
 from .window import pad_nhwc, pad_to_multiple, window_partition, window_reverse
 from .relpos import relative_position_index
-from .conv_bn import ConvBN, ConvBNAct
+from .conv_bn import ConvBN, ConvBNAct, DepthwiseConvBN, DepthwiseConvBNAct
 from .mlp import Mlp
 from .channels_last import batch_norm_channels_last
 from .reparam import (re_parameterize_layers, Scale, batch_norm_affine, conv2d_with, fuse_conv_bn,
                       fold_into_conv1x1, affine_as_depthwise_conv, embed_kernel)
 from .contraction import matmul_any_contraction, static_token_count
 from .resample import adaptive_pool_matrix, adaptive_avg_pool2d_matmul, floor_with_fraction, bicubic_resize
-from .depthwise import DepthwiseConv2D, depthwise_conv2d
+from .depthwise import DepthwiseConv2D, depthwise_conv2d, per_sample_depthwise_conv2d
 from .activation import GELU, gelu
 
 __all__ = [
@@ -21,5 +21,5 @@ __all__ = [
     "adaptive_avg_pool2d_matmul", "floor_with_fraction", "re_parameterize_layers", "Scale", "batch_norm_affine",
     "conv2d_with", "fuse_conv_bn", "fold_into_conv1x1", "affine_as_depthwise_conv", "embed_kernel",
     "DepthwiseConv2D", "depthwise_conv2d", "GELU", "gelu", "bicubic_resize", "matmul_any_contraction",
-    "static_token_count",
+    "static_token_count", "per_sample_depthwise_conv2d", "DepthwiseConvBN", "DepthwiseConvBNAct",
 ]

@@ -17,9 +17,10 @@ import paddle.nn.functional as F
 
 from .fast_ops import autocast_enabled, load_fast_ops, run_fast_op
 
-__all__ = ["DepthwiseConv2D", "depthwise_conv2d", "fast_depthwise_applies"]
+__all__ = ["DepthwiseConv2D", "depthwise_conv2d", "fast_depthwise_applies", "per_sample_depthwise_conv2d"]
 
 _OP = "ppvh_depthwise_conv2d"
+_STANDARD_CONV2D = F.conv2d
 _zero_biases = {}  # channels -> a zero [C] tensor: the op always takes a bias (never modified)
 
 
@@ -32,8 +33,12 @@ def _pair(value):
 
 
 def fast_depthwise_applies(x, weight, stride=1, padding=0, dilation=1, data_format="NCHW"):
-    """Whether :func:`depthwise_conv2d` would run the fast kernel for these arguments."""
+    """Whether :func:`depthwise_conv2d` would run the fast kernel for these arguments. Not while
+    ``F.conv2d`` is patched (a MAC counter such as ``ppvision_hybrid.flops`` wraps it): such a
+    wrapper then sees every depthwise convolution."""
     if not paddle.in_dynamic_mode() or data_format != "NCHW" or _pair(dilation) != (1, 1):
+        return False
+    if F.conv2d is not _STANDARD_CONV2D:
         return False
     if _OP not in (load_fast_ops() or ()):
         return False
@@ -64,6 +69,35 @@ def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, data
     return run_fast_op(_OP, x, weight, bias, sh, sw, ph, pw, has_bias)[0]
 
 
+def per_sample_depthwise_conv2d(x, kernels, saved_graph_form):
+    """A "same" depthwise KxK convolution of NCHW ``x`` [B, C, H, W] with its own kernel and bias
+    for every sample and channel, given as ``kernels`` [B*C, K+1, K+1]: the kernel at
+    ``[:K, :K]``, the bias at ``[K, K]`` (zeros elsewhere; TransXNet's IDConv, Sec. III-A-1).
+
+    Where the fast kernel applies (eager CPU float32) it is one depthwise conv over the batch
+    folded into channels, ``x`` as [1, B*C, H, W] (the authors' grouped form). Everywhere else --
+    saved graphs above all, whose runtimes need static conv kernels and a dynamic batch -- it is
+    ``saved_graph_form(x, kernels)``, the model's formulation of the same function from standard
+    ops."""
+    if paddle.in_dynamic_mode() and _grouped_on_fast_kernel(x, kernels):
+        return _per_sample_grouped(x, kernels)
+    return saved_graph_form(x, kernels)
+
+
+def _grouped_on_fast_kernel(x, kernels):
+    if x.ndim != 4 or kernels.ndim != 3:
+        return False
+    k = kernels.shape[-1] - 1
+    return fast_depthwise_applies(x.reshape([1, -1, 0, 0]), kernels[:, :k, :k].unsqueeze(1), 1, k // 2)
+
+
+def _per_sample_grouped(x, kernels):
+    b, c, k = x.shape[0], x.shape[1], kernels.shape[-1] - 1
+    out = run_fast_op(_OP, x.reshape([1, b * c, 0, 0]), kernels[:, :k, :k].unsqueeze(1), kernels[:, k, k],
+                      1, 1, k // 2, k // 2, True)[0]
+    return out.reshape([b, c, 0, 0])
+
+
 class DepthwiseConv2D(nn.Conv2D):
     """``nn.Conv2D(channels, channels, kernel_size, groups=channels)`` whose eager CPU forward
     and backward run :func:`depthwise_conv2d`'s fast kernel (same parameters and state dict)."""
@@ -75,7 +109,11 @@ class DepthwiseConv2D(nn.Conv2D):
                          bias_attr=bias_attr, data_format=data_format)
 
     def forward(self, x):
-        if self._padding_mode != "zeros" or self._padding_algorithm != "EXPLICIT":
+        # Everywhere the fast kernel does not apply (saved graphs included) this is exactly
+        # nn.Conv2D's forward, so exported programs are those of a plain depthwise nn.Conv2D.
+        if (self._padding_mode != "zeros" or self._padding_algorithm != "EXPLICIT"
+                or not fast_depthwise_applies(x, self.weight, self._stride, self._updated_padding, self._dilation,
+                                              self._data_format)):
             return super().forward(x)
         return depthwise_conv2d(x, self.weight, self.bias, self._stride, self._updated_padding, self._dilation,
                                 self._data_format)

@@ -15,6 +15,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .depthwise import DepthwiseConv2D
+
 __all__ = ["re_parameterize_layers", "Scale", "batch_norm_affine", "conv2d_with", "fuse_conv_bn",
            "fold_into_conv1x1", "affine_as_depthwise_conv", "embed_kernel"]
 
@@ -61,15 +63,19 @@ def batch_norm_affine(bn):
 
 
 def conv2d_with(weight, bias, like=None, stride=1, padding=0, dilation=1, groups=1):
-    """A new ``nn.Conv2D`` holding ``weight`` / ``bias``; geometry copied from the conv ``like``
-    when given (its padding mode and data format must be the defaults)."""
+    """A new ``nn.Conv2D`` holding ``weight`` / ``bias`` (a :class:`DepthwiseConv2D` for a
+    depthwise kernel); geometry copied from the conv ``like`` when given (its padding mode and
+    data format must be the defaults)."""
     if like is not None:
         if like._padding_mode != "zeros" or like._data_format != "NCHW":
             raise NotImplementedError("only zero-padded NCHW convolutions can be re-parameterized")
         stride, padding, dilation, groups = like._stride, like._padding, like._dilation, like._groups
     out_ch, in_per_group, kh, kw = weight.shape
-    conv = nn.Conv2D(in_per_group * groups, out_ch, [kh, kw], stride=stride, padding=padding,
-                     dilation=dilation, groups=groups)
+    if groups > 1 and in_per_group == 1 and out_ch == groups:  # depthwise: the fast eager kernel
+        conv = DepthwiseConv2D(out_ch, [kh, kw], stride=stride, padding=padding, dilation=dilation)
+    else:
+        conv = nn.Conv2D(in_per_group * groups, out_ch, [kh, kw], stride=stride, padding=padding,
+                         dilation=dilation, groups=groups)
     conv.weight.set_value(weight)
     conv.bias.set_value(paddle.zeros([out_ch], weight.dtype) if bias is None else bias)
     return conv

@@ -44,7 +44,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import DropPath, Mlp, init_weights_vit, pad_nhwc, trunc_normal_, zeros_
+from ..layers import GELU, DropPath, Mlp, init_weights_vit, pad_nhwc, trunc_normal_, zeros_
 from ..layers import relative_position_index as swin_relative_position_index
 from ..paddle_compat import in_legacy_static_mode, pad_arg
 from ..registry import register_converter
@@ -327,7 +327,7 @@ class FocalTransformerBlock(nn.Layer):
                                    qkv_bias, qk_scale, attn_drop, drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, epsilon=1e-5)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=GELU, drop=drop)
 
     def forward(self, x, geo):
         """x: [B, H*W, C] tokens in raster order (the stage keeps its stream 3-D: every reshape

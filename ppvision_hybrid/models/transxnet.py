@@ -46,9 +46,10 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (DropPath, ConvBN, ConvBNAct, Scale, adaptive_avg_pool2d_matmul, affine_as_depthwise_conv,
-                      batch_norm_affine, bicubic_resize, conv2d_with, embed_kernel, fold_into_conv1x1,
-                      matmul_any_contraction, static_token_count, trunc_normal_, zeros_, ones_)
+from ..layers import (DropPath, ConvBN, ConvBNAct, DepthwiseConv2D, DepthwiseConvBN, DepthwiseConvBNAct, GELU, Scale,
+                      adaptive_avg_pool2d_matmul, affine_as_depthwise_conv, batch_norm_affine, bicubic_resize,
+                      conv2d_with, depthwise_conv2d, embed_kernel, fold_into_conv1x1, matmul_any_contraction,
+                      per_sample_depthwise_conv2d, static_token_count, trunc_normal_, zeros_, ones_)
 from ..registry import register_converter
 from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
@@ -122,7 +123,7 @@ class IDConv(nn.Layer):
         trunc_normal_(self.weight)
         trunc_normal_(self.bias)
         self.proj = nn.Sequential(
-            ConvBNAct(dim, dim // reduction_ratio, 1, act_layer=nn.GELU),
+            ConvBNAct(dim, dim // reduction_ratio, 1, act_layer=GELU),
             nn.Conv2D(dim // reduction_ratio, dim * num_groups, 1),
         )
 
@@ -147,8 +148,8 @@ class IDConv(nn.Layer):
             raise RuntimeError("IDConv convolves with per-sample kernels, which needs a static batch size to "
                                "trace; trace the inference form instead (model.re_parameterize(), or "
                                "ppvision_hybrid.export.export_inference_model)")
-        out = F.conv2d(x.reshape([1, b * c, 0, 0]), weight.reshape([b * c, 1, k, k]),
-                       bias=bias.reshape([-1]), padding=k // 2, groups=b * c)
+        out = depthwise_conv2d(x.reshape([1, b * c, 0, 0]), weight.reshape([b * c, 1, k, k]),
+                               bias=bias.reshape([-1]), padding=k // 2)
         return out.reshape([b, c, 0, 0])
 
     def deploy_twin(self):
@@ -156,10 +157,12 @@ class IDConv(nn.Layer):
 
 
 class IDConvDeploy(nn.Layer):
-    """IDConv's inference form (:meth:`IDConv.deploy_twin`): the same function with only static
-    conv kernels, so it traces with a dynamic batch and runs right in Paddle Inference, whose
-    oneDNN conv caches its kernel per input shape and would silently reuse the first call's
-    computed kernel on every later call (docs/deploy.md, "oneDNN on Paddle 3.3.1").
+    """IDConv's inference form (:meth:`IDConv.deploy_twin`): in saved graphs the same function
+    with only static conv kernels (:meth:`conv_separable`), so it traces with a dynamic batch and
+    runs right in Paddle Inference, whose oneDNN conv caches its kernel per input shape and would
+    silently reuse the first call's computed kernel on every later call (docs/deploy.md, "oneDNN
+    on Paddle 3.3.1"); in eager mode :func:`~ppvision_hybrid.layers.per_sample_depthwise_conv2d`
+    runs the authors' grouped form on the fast kernel instead.
 
     :meth:`dynamic_mixer` computes :meth:`IDConv.dynamic_kernels` in fewer ops, as one
     ``[B*C, K+1, K+1]`` matrix per sample and channel: the KxK kernel at ``[:K, :K]``, the bias at
@@ -193,7 +196,9 @@ class IDConvDeploy(nn.Layer):
         self.register_buffer("col_kernel", paddle.concat([eye, eye[k // 2:k // 2 + 1]]).reshape([1, k + 1, k, 1]))
 
     def forward(self, x):
-        return self.conv_separable(x, self.dynamic_mixer(x))
+        # the dispatch point picks the form: eager, the authors' grouped conv on the fast kernel;
+        # saved graphs, conv_separable
+        return per_sample_depthwise_conv2d(x, self.dynamic_mixer(x), self.conv_separable)
 
     def dynamic_mixer(self, x):
         """The ``[B*C, K+1, K+1]`` kernel-and-bias matrices described in the class docstring."""
@@ -250,12 +255,12 @@ class OSRA(nn.Layer):
         if sr_ratio > 1:
             k = sr_ratio + 3  # "kernel size equals the stride plus 3": overlapping patches
             self.sr = nn.Sequential(
-                ConvBNAct(dim, dim, k, stride=sr_ratio, padding=k // 2, groups=dim, act_layer=nn.GELU),
-                ConvBN(dim, dim, 1, groups=dim),
+                DepthwiseConvBNAct(dim, k, stride=sr_ratio, padding=k // 2),
+                DepthwiseConvBN(dim, 1),
             )
         else:
             self.sr = nn.Identity()
-        self.local_conv = nn.Conv2D(dim, dim, 3, padding=1, groups=dim)
+        self.local_conv = DepthwiseConv2D(dim, 3, padding=1)
 
     def forward(self, x, relative_pos):
         h, w = x.shape[2], x.shape[3]
@@ -293,8 +298,8 @@ class DMixer(nn.Layer):
         inner = max(16, dim // reduction_ratio)
         # Indices follow the authors' nn.Sequential (so the converter is a rename of BN stats).
         self.proj = nn.Sequential(
-            nn.Conv2D(dim, dim, 3, padding=1, groups=dim), nn.GELU(), nn.BatchNorm2D(dim),
-            nn.Conv2D(dim, inner, 1), nn.GELU(), nn.BatchNorm2D(inner),
+            DepthwiseConv2D(dim, 3, padding=1), GELU(), nn.BatchNorm2D(dim),
+            nn.Conv2D(dim, inner, 1), GELU(), nn.BatchNorm2D(inner),
             nn.Conv2D(inner, dim, 1), nn.BatchNorm2D(dim),
         )
 
@@ -321,8 +326,7 @@ class MultiScaleDWConv(nn.Layer):
         super().__init__()
         n = len(scales)
         self.channels = [dim - dim // n * (n - 1)] + [dim // n] * (n - 1)
-        self.proj = nn.LayerList([nn.Conv2D(c, c, k, padding=k // 2, groups=c)
-                                  for c, k in zip(self.channels, scales)])
+        self.proj = nn.LayerList([DepthwiseConv2D(c, k, padding=k // 2) for c, k in zip(self.channels, scales)])
 
     def forward(self, x):
         parts = paddle.split(x, self.channels, axis=1)
@@ -345,9 +349,9 @@ class MSFFN(nn.Layer):
 
     def __init__(self, dim, hidden):
         super().__init__()
-        self.fc1 = nn.Sequential(nn.Conv2D(dim, hidden, 1, bias_attr=False), nn.GELU(), nn.BatchNorm2D(hidden))
+        self.fc1 = nn.Sequential(nn.Conv2D(dim, hidden, 1, bias_attr=False), GELU(), nn.BatchNorm2D(hidden))
         self.dwconv = MultiScaleDWConv(hidden)
-        self.act = nn.GELU()
+        self.act = GELU()
         self.norm = nn.BatchNorm2D(hidden)
         self.fc2 = nn.Sequential(nn.Conv2D(hidden, dim, 1, bias_attr=False), nn.BatchNorm2D(dim))
 
@@ -367,7 +371,7 @@ class MSFFN(nn.Layer):
             after.append((layer_scale.weight.reshape([-1]), layer_scale.bias.reshape([-1])))
         return nn.Sequential(
             self.fc1[0], self.fc1[1], affine_as_depthwise_conv(*batch_norm_affine(self.fc1[2])),
-            conv2d_with(weight, bias, padding=weight.shape[-1] // 2, groups=weight.shape[0]), nn.GELU(),
+            conv2d_with(weight, bias, padding=weight.shape[-1] // 2, groups=weight.shape[0]), GELU(),
             fold_into_conv1x1(self.fc2[0], before=batch_norm_affine(self.norm), after=after))
 
 
@@ -377,7 +381,7 @@ class TransXNetBlock(nn.Layer):
     def __init__(self, dim, num_heads, num_groups, sr_ratio, mlp_ratio, kernel_size=7,
                  drop_path=0.0, layer_scale_init_value=1e-5):
         super().__init__()
-        self.pos_embed = nn.Conv2D(dim, dim, 7, padding=3, groups=dim)
+        self.pos_embed = DepthwiseConv2D(dim, 7, padding=3)
         self.norm1 = nn.GroupNorm(1, dim, epsilon=1e-5)
         self.token_mixer = DMixer(dim, kernel_size=kernel_size, num_groups=num_groups,
                                   num_heads=num_heads, sr_ratio=sr_ratio)
