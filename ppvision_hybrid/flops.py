@@ -15,7 +15,6 @@ papers' tables and of the measured numbers in the counts measured on the authors
 """
 import argparse
 import contextlib
-import os
 
 import numpy as np
 import paddle
@@ -92,17 +91,9 @@ def _counting(total):
 
     F.conv2d, F.linear, paddle.matmul, paddle.bmm, paddle.addmm = conv2d, linear, matmul, bmm, addmm
     paddle.Tensor.__matmul__ = tmatmul
-    # The standard ops during the count: the fast kernels (layers.depthwise_conv2d, ...) bypass
-    # the F.conv2d seen above.
-    fast_ops = os.environ.get("PPVH_FAST_OPS")
-    os.environ["PPVH_FAST_OPS"] = "0"
     try:
         yield conv_pre, conv_post, handles
     finally:
-        if fast_ops is None:
-            os.environ.pop("PPVH_FAST_OPS", None)
-        else:
-            os.environ["PPVH_FAST_OPS"] = fast_ops
         F.conv2d, F.linear, paddle.matmul, paddle.bmm, paddle.addmm = (
             orig["conv2d"], orig["linear"], orig["matmul"], orig["bmm"], orig["addmm"])
         paddle.Tensor.__matmul__ = orig["tmatmul"]

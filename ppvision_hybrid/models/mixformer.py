@@ -41,7 +41,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (DropPath, batch_norm_channels_last, init_weights_vit, pad_nhwc,
+from ..layers import (GELU, DepthwiseConv2D, DropPath, batch_norm_channels_last, init_weights_vit, pad_nhwc,
                       relative_position_index, trunc_normal_)
 from ..paddle_compat import pad_arg
 from .base import HybridBackbone, Variant, drop_path_rates, reference_counts, register_variants
@@ -59,7 +59,7 @@ class Mlp(nn.Layer):
     def __init__(self, dim, hidden, drop=0.0):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
+        self.act = GELU()
         self.fc2 = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
@@ -157,14 +157,14 @@ class MixingAttention(nn.Layer):
         self.proj_cnn_norm = nn.LayerNorm(dim)
         # conv branch
         self.dwconv3x3 = nn.Sequential(
-            nn.Conv2D(dim, dim, dwconv_kernel_size, padding=dwconv_kernel_size // 2, groups=dim),
+            DepthwiseConv2D(dim, dwconv_kernel_size, padding=dwconv_kernel_size // 2),
             nn.BatchNorm2D(dim),
-            nn.GELU(),
+            GELU(),
         )
         self.channel_interaction = nn.Sequential(
             nn.Conv2D(dim, dim // 8, 1),
             nn.BatchNorm2D(dim // 8),
-            nn.GELU(),
+            GELU(),
             nn.Conv2D(dim // 8, dim // 2, 1),
         )
         self.projection = nn.Conv2D(dim, dim // 2, 1)
@@ -175,7 +175,7 @@ class MixingAttention(nn.Layer):
         self.spatial_interaction = nn.Sequential(
             nn.Conv2D(dim // 2, dim // 16, 1),
             nn.BatchNorm2D(dim // 16),
-            nn.GELU(),
+            GELU(),
             nn.Conv2D(dim // 16, 1, 1),
         )
         self.attn_norm = nn.LayerNorm(dim // 2)
@@ -335,9 +335,9 @@ class ConvEmbed(nn.Layer):
         self.embed_dim = embed_dim
         half = embed_dim // 2
         self.stem = nn.Sequential(
-            nn.Conv2D(in_chans, half, 3, stride=patch_size // 2, padding=1), nn.BatchNorm2D(half), nn.GELU(),
-            nn.Conv2D(half, half, 3, stride=1, padding=1), nn.BatchNorm2D(half), nn.GELU(),
-            nn.Conv2D(half, half, 3, stride=1, padding=1), nn.BatchNorm2D(half), nn.GELU(),
+            nn.Conv2D(in_chans, half, 3, stride=patch_size // 2, padding=1), nn.BatchNorm2D(half), GELU(),
+            nn.Conv2D(half, half, 3, stride=1, padding=1), nn.BatchNorm2D(half), GELU(),
+            nn.Conv2D(half, half, 3, stride=1, padding=1), nn.BatchNorm2D(half), GELU(),
         )
         self.proj = nn.Conv2D(half, embed_dim, patch_size // 2, stride=patch_size // 2)
         self.norm = nn.LayerNorm(embed_dim)
@@ -390,7 +390,7 @@ class MixFormer(HybridBackbone):
         if not features_only:  # the classification head: a dense backbone has none (as every family)
             self.norm = nn.LayerNorm(dims[-1])
             self.last_proj = nn.Linear(dims[-1], last_dim)
-            self.activate = nn.GELU()
+            self.activate = GELU()
             self.head = self.classifier(class_num)
         self.apply(init_weights_vit)
 
