@@ -93,7 +93,7 @@ def test_maformer_chunked_attention_equals_the_whole_score_matrix(monkeypatch):
 def test_dualformer_pointwise_conv_is_nn_conv2d():
     import numpy as np
     import paddle
-    from ppvision_hybrid.models.dualformer import PointwiseConv2D
+    from ppvision_hybrid.layers import PointwiseConv2D
     paddle.seed(0)
     conv = PointwiseConv2D(8, 12)
     reference = paddle.nn.Conv2D(8, 12, 1)

@@ -21,7 +21,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import ConvBN, ConvBNAct, DepthwiseConv2D, DropPath, GELU, pad_to_multiple, trunc_normal_, zeros_, ones_
+from ..layers import (ConvBN, ConvBNAct, DepthwiseConv2D, DepthwiseConvBN, DepthwiseConvBNAct, DropPath, GELU, PointwiseConv2D,
+                      pad_to_multiple, trunc_normal_, zeros_, ones_)
 from ..layers import kaiming_normal_fan_out_, matmul_any_contraction, static_token_count
 from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
 
@@ -60,24 +61,6 @@ class ChannelLayerNorm(nn.Layer):
         return f"{self.channels}, epsilon={self.epsilon}, affine={self.weight is not None}"
 
 
-class PointwiseConv2D(nn.Conv2D):
-    """``nn.Conv2D(in_ch, out_ch, 1)`` with a bias (same parameters and state dict) whose eager
-    forward adds the bias on a ``[N, C, H*W]`` view: Paddle's eager conv adds it as a 4-D
-    broadcast, 3.4x slower forward and 3.7x forward + backward at [8, 256, 56, 56] for the same
-    sums (docs/benchmarks.md, "Session 11 / issue 25 phase 2b"). Graphs keep the conv's own
-    bias, which oneDNN fuses into the convolution."""
-
-    def __init__(self, in_ch, out_ch):
-        super().__init__(in_ch, out_ch, 1)
-
-    def forward(self, x):
-        if not paddle.in_dynamic_mode():
-            return super().forward(x)
-        out = F.conv2d(x, self.weight)
-        n, c, h, w = out.shape
-        return (out.reshape([n, c, h * w]) + self.bias.unsqueeze(-1)).reshape([n, c, h, w])
-
-
 class MBConv(nn.Sequential):
     """MobileNetV2 inverted residual without its inner skip (Sec. 3.3; [A2]): 1x1 expand (x6),
     depthwise 3x3, 1x1 project; BN after each conv, GELU after the first two. ``use_dw=False``
@@ -87,35 +70,9 @@ class MBConv(nn.Sequential):
         hidden = channels * expansion
         layers = [ConvBNAct(channels, hidden, 1, act_layer=GELU)]
         if use_dw:
-            layers.append(DepthwiseConvBN(hidden, 3, act_layer=GELU))
+            layers.append(DepthwiseConvBNAct(hidden, 3, act_layer=GELU))
         layers.append(ConvBN(hidden, channels, 1))
         super().__init__(*layers)
-
-
-def _as_depthwise(conv):
-    """``conv`` (a depthwise ``nn.Conv2D``) as a :class:`DepthwiseConv2D` holding the same
-    tensors, so the folded inference form runs the fast kernel too."""
-    twin = DepthwiseConv2D(conv.weight.shape[0], conv._kernel_size, stride=conv._stride,
-                           padding=conv._padding, bias_attr=False if conv.bias is None else None)
-    twin.weight = conv.weight
-    if conv.bias is not None:
-        twin.bias = conv.bias
-    return twin
-
-
-class DepthwiseConvBN(ConvBN):
-    """Depthwise k x k conv + BatchNorm (+ ``act_layer``): :class:`ConvBN` / :class:`ConvBNAct`
-    with the same sublayers and state dict, on :class:`DepthwiseConv2D`; its folded form too."""
-
-    def __init__(self, channels, kernel_size, stride=1, padding=None, act_layer=None):
-        padding = kernel_size // 2 if padding is None else padding
-        layers = [DepthwiseConv2D(channels, kernel_size, stride=stride, padding=padding, bias_attr=False),
-                  nn.BatchNorm2D(channels)]
-        nn.Sequential.__init__(self, *layers, *([act_layer()] if act_layer else []))
-
-    def deploy_twin(self):
-        fused = _as_depthwise(super().deploy_twin())
-        return nn.Sequential(fused, self[2]) if len(self) > 2 else fused
 
 
 class PartitionAttention(nn.Layer):
