@@ -41,7 +41,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (GELU, DepthwiseConv2D, DropPath, batch_norm_channels_last, init_weights_vit, pad_nhwc,
+from ..layers import (GELU, DepthwiseConv2D, DropPath, Mlp, batch_norm_channels_last, init_weights_vit, pad_nhwc,
                       relative_position_index, trunc_normal_)
 from ..paddle_compat import pad_arg
 from .base import HybridBackbone, Variant, drop_path_rates, reference_counts, register_variants
@@ -51,20 +51,6 @@ __all__ = ["MixFormer", "MixFormer_B0", "MixFormer_B1", "MixFormer_B2", "MixForm
 
 PAPER = "MixFormer: Mixing Features across Windows and Dimensions (Chen et al., CVPR 2022)"
 _SOURCE = "official Paddle code (PaddleClas PR), measured"
-
-
-class Mlp(nn.Layer):
-    """Token MLP (fc1 -> GELU -> fc2), keys ``fc1``/``fc2`` as the official release."""
-
-    def __init__(self, dim, hidden, drop=0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
-
-    def forward(self, x):
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 def _is_zero(v):
@@ -243,7 +229,7 @@ class MixingBlock(nn.Layer):
                                     proj_drop=drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=GELU, drop=drop)  # keys fc1 / fc2 as the official release
 
     def forward(self, x, H, W, Hp, Wp, qkv_index, out_index):
         """``x``: raster tokens [B, H*W, C]; Hp, Wp: H, W rounded up to window multiples."""
