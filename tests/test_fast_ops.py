@@ -128,6 +128,29 @@ def test_saved_graphs_keep_the_standard_ops(tmp_path):
     np.testing.assert_allclose(loaded(x).numpy(), eager, rtol=0, atol=1e-5)
 
 
+def test_to_static_default_mode_training_through_the_dispatch_points():
+    """``paddle.jit.to_static`` without ``full_graph`` (SOT, what PaddleClas's ``Global.to_static``
+    uses) translates the dispatch points (it failed inside them before they asked
+    ``fast_ops.eager_execution``), and a training step through the traced block gives the eager
+    (fast-kernel) outputs and gradients. (SOT may run a graph this small eagerly, so whether the
+    custom ops ran is not asserted here; graphs it builds get the standard ops.)"""
+    import copy
+    _fast_ops()
+    paddle.seed(0)
+    block = _Block()
+    traced = paddle.jit.to_static(copy.deepcopy(block))
+    x = paddle.randn([2, 4, 9, 9])
+    x.stop_gradient = False
+    eager_out = block(x)
+    eager_grads = paddle.grad(eager_out.sum(), [x, block.conv.weight])
+    for _ in range(2):  # the translating call, then the cached program
+        traced_out = traced(x)
+        traced_grads = paddle.grad(traced_out.sum(), [x, traced.conv.weight])
+        np.testing.assert_allclose(traced_out.numpy(), eager_out.numpy(), rtol=1e-5, atol=1e-5)
+        for got, want in zip(traced_grads, eager_grads):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_other_devices_dtypes_and_precisions_use_the_standard_op():
     _fast_ops()
     x = paddle.randn([1, 3, 8, 8])

@@ -9,7 +9,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .fast_ops import autocast_enabled, load_fast_ops, run_fast_op
+from .fast_ops import autocast_enabled, eager_execution, load_fast_ops, run_fast_op
 
 __all__ = ["GELU", "gelu"]
 
@@ -18,7 +18,7 @@ _OP = "ppvh_gelu"
 
 def gelu(x, approximate=False):
     """``F.gelu(x, approximate)``, on the fast kernel where it applies (exact form only)."""
-    if (approximate or not paddle.in_dynamic_mode() or x.dtype != paddle.float32 or not x.place.is_cpu_place()
+    if (approximate or not eager_execution() or x.dtype != paddle.float32 or not x.place.is_cpu_place()
             or autocast_enabled() or _OP not in (load_fast_ops() or ())):
         return F.gelu(x, approximate=approximate)
     return run_fast_op(_OP, x)[0]

@@ -15,7 +15,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .fast_ops import autocast_enabled, load_fast_ops, run_fast_op
+from .fast_ops import autocast_enabled, eager_execution, load_fast_ops, run_fast_op
 
 __all__ = ["DepthwiseConv2D", "depthwise_conv2d", "fast_depthwise_applies", "per_sample_depthwise_conv2d"]
 
@@ -36,7 +36,7 @@ def fast_depthwise_applies(x, weight, stride=1, padding=0, dilation=1, data_form
     """Whether :func:`depthwise_conv2d` would run the fast kernel for these arguments. Not while
     ``F.conv2d`` is patched (a MAC counter such as ``ppvision_hybrid.flops`` wraps it): such a
     wrapper then sees every depthwise convolution."""
-    if not paddle.in_dynamic_mode() or data_format != "NCHW" or _pair(dilation) != (1, 1):
+    if not eager_execution() or data_format != "NCHW" or _pair(dilation) != (1, 1):
         return False
     if F.conv2d is not _STANDARD_CONV2D:
         return False
@@ -79,7 +79,7 @@ def per_sample_depthwise_conv2d(x, kernels, saved_graph_form):
     saved graphs above all, whose runtimes need static conv kernels and a dynamic batch -- it is
     ``saved_graph_form(x, kernels)``, the model's formulation of the same function from standard
     ops."""
-    if paddle.in_dynamic_mode() and _grouped_on_fast_kernel(x, kernels):
+    if eager_execution() and _grouped_on_fast_kernel(x, kernels):
         return _per_sample_grouped(x, kernels)
     return saved_graph_form(x, kernels)
 

@@ -29,7 +29,8 @@ import warnings
 
 import paddle
 
-__all__ = ["fast_ops_enabled", "load_fast_ops", "run_fast_op", "fast_ops_dir", "build_fast_ops", "autocast_enabled"]
+__all__ = ["fast_ops_enabled", "load_fast_ops", "run_fast_op", "fast_ops_dir", "build_fast_ops", "autocast_enabled",
+           "eager_execution"]
 
 _NAME = "ppvh_fast_ops"
 _SOURCES = ("depthwise_conv2d.cc", "gelu.cc", "bicubic_resize.cc")
@@ -185,6 +186,20 @@ def load_fast_ops():
                   "using Paddle's standard ops")
             _state["ops"] = None
         return _state["ops"]
+
+
+try:  # SOT (paddle.jit.to_static's default) reads this function as True while it builds a graph
+    from paddle.jit.sot.psdb import in_sot as _in_sot
+except ImportError:  # Paddle 2.x: no SOT
+    def _in_sot():
+        return False
+
+
+def eager_execution():
+    """True when ops run one by one (dygraph), False while ``paddle.jit.to_static`` builds a
+    graph: AST conversion (not dynamic mode) or SOT bytecode translation (dynamic mode, but the
+    calls are being recorded). Graphs get the standard ops, never the custom ones."""
+    return paddle.in_dynamic_mode() and not _in_sot()
 
 
 def autocast_enabled():

@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 
 from .contraction import matmul_any_contraction
-from .fast_ops import autocast_enabled, load_fast_ops, run_fast_op
+from .fast_ops import autocast_enabled, eager_execution, load_fast_ops, run_fast_op
 
 
 def adaptive_pool_matrix(size, out):
@@ -100,7 +100,7 @@ def bicubic_resize(x, out_h, out_w):
     kernel of :mod:`ppvision_hybrid.layers.fast_ops` (bitwise the same forward result, one pass
     instead of eight full-size intermediates); elsewhere gathers and element-wise ops, which run
     with symbolic sizes in saved graphs and every backend."""
-    if (isinstance(out_h, int) and isinstance(out_w, int) and paddle.in_dynamic_mode() and x.ndim == 4
+    if (isinstance(out_h, int) and isinstance(out_w, int) and eager_execution() and x.ndim == 4
             and x.dtype == paddle.float32 and x.place.is_cpu_place() and not autocast_enabled()
             and "ppvh_bicubic_resize" in (load_fast_ops() or ())):
         return run_fast_op("ppvh_bicubic_resize", x, out_h, out_w)[0]

@@ -13,6 +13,7 @@ import paddle
 import paddle.nn.functional as F
 
 from ..paddle_compat import pad_arg
+from .fast_ops import eager_execution
 
 
 def pad_to_multiple(x, multiple_h: int, multiple_w: int = None, data_format: str = "NHWC"):
@@ -79,7 +80,7 @@ def _row_order(windows_h, window_size, windows_w, inverse):
 
 
 def _gather_rows(x):
-    return paddle.in_dynamic_mode() and x.place.is_cpu_place()
+    return eager_execution() and x.place.is_cpu_place()
 
 
 def window_partition(x, window_size: int):
