@@ -160,3 +160,27 @@ def test_model_code_has_one_path():
             text = f.read()
         for marker in ("in_dynamic_mode", "in_dygraph_mode", "not_to_static"):
             assert marker not in text, f"{os.path.relpath(path, ROOT)} uses {marker}"
+
+
+@pytest.mark.parametrize("kernel, stride, padding, groups, pointwise", [
+    (1, 1, 0, 1, True), (1, 1, [0, 0], 1, True), (1, 2, 0, 1, False), (1, 1, 1, 1, False),
+    (1, 1, 0, 2, False), (3, 1, 1, 1, False)])
+def test_conv2d_with_gives_the_fast_pointwise_conv_only_where_it_applies(kernel, stride, padding, groups, pointwise):
+    from ppvision_hybrid.layers import PointwiseConv2D, conv2d_with
+    paddle.seed(0)
+    like = paddle.nn.Conv2D(4, 6, kernel, stride=stride, padding=padding, groups=groups)
+    twin = conv2d_with(like.weight * 2.0, like.bias - 1.0, like=like)
+    assert isinstance(twin, PointwiseConv2D) == pointwise
+    x = paddle.randn([2, 4, 5, 7])
+    expected = paddle.nn.functional.conv2d(x, like.weight * 2.0, like.bias - 1.0, stride=stride, padding=padding,
+                                           groups=groups)
+    np.testing.assert_allclose(twin(x).numpy(), expected.numpy(), rtol=RTOL, atol=RTOL)
+
+
+def test_re_parameterized_transxnet_keeps_its_1x1_convs_pointwise():
+    from ppvision_hybrid.layers import PointwiseConv2D
+    model = _model("TransXNet_T").re_parameterize()
+    convs = [layer for layer in model.sublayers() if isinstance(layer, paddle.nn.Conv2D)
+             and tuple(layer.weight.shape[2:]) == (1, 1) and layer._groups == 1 and layer.bias is not None]
+    slow = [type(layer).__name__ for layer in convs if not isinstance(layer, PointwiseConv2D)]
+    assert len(convs) > 50 and not slow, f"{len(convs)} biased 1x1 convs, not PointwiseConv2D: {slow}"

@@ -16,6 +16,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .depthwise import DepthwiseConv2D
+from .pointwise import PointwiseConv2D
 
 __all__ = ["re_parameterize_layers", "Scale", "batch_norm_affine", "conv2d_with", "fuse_conv_bn",
            "fold_into_conv1x1", "affine_as_depthwise_conv", "embed_kernel"]
@@ -64,8 +65,9 @@ def batch_norm_affine(bn):
 
 def conv2d_with(weight, bias, like=None, stride=1, padding=0, dilation=1, groups=1):
     """A new ``nn.Conv2D`` holding ``weight`` / ``bias`` (a :class:`DepthwiseConv2D` for a
-    depthwise kernel); geometry copied from the conv ``like`` when given (its padding mode and
-    data format must be the defaults)."""
+    depthwise kernel, a :class:`PointwiseConv2D` for an ungrouped 1x1 kernel without stride or
+    padding: both are faster in eager mode); geometry copied from the conv ``like`` when given
+    (its padding mode and data format must be the defaults)."""
     if like is not None:
         if like._padding_mode != "zeros" or like._data_format != "NCHW":
             raise NotImplementedError("only zero-padded NCHW convolutions can be re-parameterized")
@@ -73,12 +75,22 @@ def conv2d_with(weight, bias, like=None, stride=1, padding=0, dilation=1, groups
     out_ch, in_per_group, kh, kw = weight.shape
     if groups > 1 and in_per_group == 1 and out_ch == groups:  # depthwise: the fast eager kernel
         conv = DepthwiseConv2D(out_ch, [kh, kw], stride=stride, padding=padding, dilation=dilation)
+    elif _is_pointwise(weight, stride, padding, groups):
+        conv = PointwiseConv2D(in_per_group, out_ch)
     else:
         conv = nn.Conv2D(in_per_group * groups, out_ch, [kh, kw], stride=stride, padding=padding,
                          dilation=dilation, groups=groups)
     conv.weight.set_value(weight)
     conv.bias.set_value(paddle.zeros([out_ch], weight.dtype) if bias is None else bias)
     return conv
+
+
+def _is_pointwise(weight, stride, padding, groups):
+    """An ungrouped 1x1 kernel at stride 1 without padding (the geometry of :class:`PointwiseConv2D`)."""
+    if groups != 1 or tuple(weight.shape[2:]) != (1, 1) or isinstance(padding, str):
+        return False
+    pads = paddle.utils.flatten(list(padding)) if isinstance(padding, (list, tuple)) else [padding]
+    return list(paddle.utils.convert_to_list(stride, 2, "stride")) == [1, 1] and not any(pads)
 
 
 def fuse_conv_bn(conv, bn):

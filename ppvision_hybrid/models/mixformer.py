@@ -41,8 +41,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (GELU, DepthwiseConv2D, DropPath, Mlp, batch_norm_channels_last, init_weights_vit, pad_nhwc,
-                      relative_position_index, trunc_normal_)
+from ..layers import (GELU, DepthwiseConv2D, DropPath, Mlp, PointwiseConv2D, batch_norm_channels_last, init_weights_vit,
+                      pad_nhwc, relative_position_index, trunc_normal_)
 from ..paddle_compat import pad_arg
 from .base import HybridBackbone, Variant, drop_path_rates, reference_counts, register_variants
 
@@ -148,12 +148,12 @@ class MixingAttention(nn.Layer):
             GELU(),
         )
         self.channel_interaction = nn.Sequential(
-            nn.Conv2D(dim, dim // 8, 1),
+            PointwiseConv2D(dim, dim // 8),
             nn.BatchNorm2D(dim // 8),
             GELU(),
-            nn.Conv2D(dim // 8, dim // 2, 1),
+            PointwiseConv2D(dim // 8, dim // 2),
         )
-        self.projection = nn.Conv2D(dim, dim // 2, 1)
+        self.projection = PointwiseConv2D(dim, dim // 2)
         self.conv_norm = nn.BatchNorm2D(dim // 2)
         # window-attention branch
         self.qkv = nn.Linear(dim // 2, dim // 2 * 3, bias_attr=None if qkv_bias else False)

@@ -46,8 +46,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (DropPath, ConvBN, ConvBNAct, DepthwiseConv2D, DepthwiseConvBN, DepthwiseConvBNAct, GELU, Scale,
-                      adaptive_avg_pool2d_matmul, affine_as_depthwise_conv, batch_norm_affine, bicubic_resize,
+from ..layers import (DropPath, ConvBN, ConvBNAct, DepthwiseConv2D, DepthwiseConvBN, DepthwiseConvBNAct, GELU,
+                      PointwiseConv2D, Scale, adaptive_avg_pool2d_matmul, affine_as_depthwise_conv, batch_norm_affine,
+                      bicubic_resize,
                       conv2d_with, depthwise_conv2d, embed_kernel, fold_into_conv1x1, matmul_any_contraction,
                       per_sample_depthwise_conv2d, static_token_count, trunc_normal_, zeros_, ones_)
 from ..registry import register_converter
@@ -124,7 +125,7 @@ class IDConv(nn.Layer):
         trunc_normal_(self.bias)
         self.proj = nn.Sequential(
             ConvBNAct(dim, dim // reduction_ratio, 1, act_layer=GELU),
-            nn.Conv2D(dim // reduction_ratio, dim * num_groups, 1),
+            PointwiseConv2D(dim // reduction_ratio, dim * num_groups),
         )
 
     def dynamic_kernels(self, x):
@@ -250,8 +251,8 @@ class OSRA(nn.Layer):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.attn_scale = Scale(self.head_dim ** -0.5)
-        self.q = nn.Conv2D(dim, dim, 1)
-        self.kv = nn.Conv2D(dim, dim * 2, 1)
+        self.q = PointwiseConv2D(dim, dim)
+        self.kv = PointwiseConv2D(dim, dim * 2)
         if sr_ratio > 1:
             k = sr_ratio + 3  # "kernel size equals the stride plus 3": overlapping patches
             self.sr = nn.Sequential(
@@ -299,8 +300,8 @@ class DMixer(nn.Layer):
         # Indices follow the authors' nn.Sequential (so the converter is a rename of BN stats).
         self.proj = nn.Sequential(
             DepthwiseConv2D(dim, 3, padding=1), GELU(), nn.BatchNorm2D(dim),
-            nn.Conv2D(dim, inner, 1), GELU(), nn.BatchNorm2D(inner),
-            nn.Conv2D(inner, dim, 1), nn.BatchNorm2D(dim),
+            PointwiseConv2D(dim, inner), GELU(), nn.BatchNorm2D(inner),
+            PointwiseConv2D(inner, dim), nn.BatchNorm2D(dim),
         )
 
     def forward(self, x, relative_pos):
