@@ -191,7 +191,8 @@ def test_model_info_console_function_prints_the_table(capsys):
 
 
 def test_nothing_points_outside_the_repository():
-    # issue 24's check is `grep -rn "shared/" ppvision_hybrid tests docs README.md`; "[/]" keeps this line out
+    # issue 24's acceptance greps the tree for the project-material folder ("shared" + "/"); "[/]" keeps
+    # this pattern from matching its own line
     pattern = re.compile(r"shared[/]|[/]work[/]")
     hits = []
     for top in ("ppvision_hybrid", "tests", "docs", "tools", "configs", "benchmarks", "deploy", "README.md"):
