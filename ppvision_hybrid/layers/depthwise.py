@@ -59,6 +59,11 @@ def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, data
     if not fast_depthwise_applies(x, weight, stride, padding, dilation, data_format):
         return F.conv2d(x, weight, bias=bias, stride=stride, padding=padding, dilation=dilation,
                         groups=weight.shape[0], data_format=data_format)
+    return _fast_depthwise(x, weight, bias, stride, padding)
+
+
+def _fast_depthwise(x, weight, bias, stride, padding):
+    """The fast kernel, for arguments :func:`fast_depthwise_applies` accepted."""
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
     has_bias = bias is not None
     if not has_bias:  # its gradient is then not used
@@ -79,23 +84,18 @@ def per_sample_depthwise_conv2d(x, kernels, saved_graph_form):
     saved graphs above all, whose runtimes need static conv kernels and a dynamic batch -- it is
     ``saved_graph_form(x, kernels)``, the model's formulation of the same function from standard
     ops."""
-    if eager_execution() and _grouped_on_fast_kernel(x, kernels):
-        return _per_sample_grouped(x, kernels)
+    if not eager_execution():  # the graph form; the eager branch is kept out of graph conversion
+        return saved_graph_form(x, kernels)
+    return _per_sample_eager(x, kernels, saved_graph_form)
+
+
+def _per_sample_eager(x, kernels, saved_graph_form):
+    if x.ndim == 4 and kernels.ndim == 3:
+        b, c, k = x.shape[0], x.shape[1], kernels.shape[-1] - 1
+        folded, weight = x.reshape([1, b * c, 0, 0]), kernels[:, :k, :k].unsqueeze(1)
+        if fast_depthwise_applies(folded, weight, 1, k // 2):
+            return _fast_depthwise(folded, weight, kernels[:, k, k], 1, k // 2).reshape([b, c, 0, 0])
     return saved_graph_form(x, kernels)
-
-
-def _grouped_on_fast_kernel(x, kernels):
-    if x.ndim != 4 or kernels.ndim != 3:
-        return False
-    k = kernels.shape[-1] - 1
-    return fast_depthwise_applies(x.reshape([1, -1, 0, 0]), kernels[:, :k, :k].unsqueeze(1), 1, k // 2)
-
-
-def _per_sample_grouped(x, kernels):
-    b, c, k = x.shape[0], x.shape[1], kernels.shape[-1] - 1
-    out = run_fast_op(_OP, x.reshape([1, b * c, 0, 0]), kernels[:, :k, :k].unsqueeze(1), kernels[:, k, k],
-                      1, 1, k // 2, k // 2, True)[0]
-    return out.reshape([b, c, 0, 0])
 
 
 class DepthwiseConv2D(nn.Conv2D):
@@ -115,5 +115,4 @@ class DepthwiseConv2D(nn.Conv2D):
                 or not fast_depthwise_applies(x, self.weight, self._stride, self._updated_padding, self._dilation,
                                               self._data_format)):
             return super().forward(x)
-        return depthwise_conv2d(x, self.weight, self.bias, self._stride, self._updated_padding, self._dilation,
-                                self._data_format)
+        return _fast_depthwise(x, self.weight, self.bias, self._stride, self._updated_padding)
