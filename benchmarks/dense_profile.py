@@ -18,18 +18,13 @@ with oneDNN at both sizes.
 import argparse
 import json
 import os
-import resource
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 SMALLEST = ["TransXNet_T", "FocalTransformer_T", "MixFormer_B0", "MAFormer_S", "DualFormer_T"]
-
-
-def _cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def gemm_peak_gflops(size=2048, repeats=5):
@@ -44,9 +39,9 @@ def gemm_peak_gflops(size=2048, repeats=5):
         call()
         best = float("inf")
         for _ in range(repeats):
-            t0 = _cpu_seconds()
+            t0 = time.process_time()
             call()
-            best = min(best, _cpu_seconds() - t0)
+            best = min(best, time.process_time() - t0)
         figures[label] = 2 * size ** 3 / best / 1e9
     return max(figures.values()), figures
 

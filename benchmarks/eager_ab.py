@@ -21,24 +21,21 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Shared by the child processes of this script and of per_gmac.py: the process's CPU time and
-# ``timed(call, repeats)`` -> (median CPU ms, median wall ms) after one warm-up call.
+# Shared by the child processes of this script and of per_gmac.py: ``timed(call, repeats)`` ->
+# (median CPU ms, median wall ms) after one warm-up call. Inline, not imported from the package:
+# the children also run in older checkouts, whose package may not have it.
 CHILD_TIMING = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
-
-def cpu():
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime
 
 def timed(call, repeats):
     call()
     wall, cpus = [], []
     for _ in range(repeats):
-        c0, t0 = cpu(), time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         call()
         wall.append((time.perf_counter() - t0) * 1e3)
-        cpus.append((cpu() - c0) * 1e3)
+        cpus.append((time.process_time() - c0) * 1e3)
     return float(np.median(cpus)), float(np.median(wall))
 """
 

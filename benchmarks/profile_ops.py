@@ -23,7 +23,6 @@ included under their own names).
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 import types
@@ -32,11 +31,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 import vs_authors  # noqa: E402  (standard library only at import)
-
-
-def _cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _median(values):
@@ -48,10 +42,10 @@ def timed(step, steps):
     """Wall and CPU milliseconds of ``steps`` calls (after the caller's warm-up)."""
     wall, cpu = [], []
     for _ in range(steps):
-        c0, t0 = _cpu_seconds(), time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         step()
         wall.append((time.perf_counter() - t0) * 1e3)
-        cpu.append((_cpu_seconds() - c0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
     return wall, cpu
 
 
