@@ -128,10 +128,21 @@ def _time_or_serve(run, args, info):
     print(json.dumps(dict(done=True, peak_rss_mb=_peak_rss_mb())), flush=True)
 
 
+def image_hw(image_size):
+    """``(height, width)`` from ``--image-size`` ("224" or "800x1333")."""
+    parts = str(image_size).lower().split("x")
+    if len(parts) == 1:
+        parts *= 2
+    try:
+        return tuple(int(p) for p in parts[:2]) if len(parts) == 2 else None
+    except ValueError:
+        return None
+
+
 def _inputs(args, batch):
     import numpy as np
     rng = np.random.RandomState(0)
-    x = rng.standard_normal((batch, 3, args.image_size, args.image_size)).astype("float32")
+    x = rng.standard_normal((batch, 3) + image_hw(args.image_size)).astype("float32")
     labels = rng.randint(0, 1000, size=(batch,)).astype("int64")
     return x, labels
 
@@ -310,14 +321,14 @@ def prepare_ours(args):
         import paddle
         from ppvision_hybrid.export import export_inference_model
         model = _our_model(args)
-        export_inference_model(model, args.model_dir, image_shape=(3, args.image_size, args.image_size))
+        export_inference_model(model, args.model_dir, image_shape=(3,) + image_hw(args.image_size))
         with paddle.no_grad():
             expected = model(paddle.to_tensor(_inputs(args, 1)[0])).numpy()
         np.save(os.path.join(args.model_dir, EXPECTED), expected)
     onnx_file = os.path.join(args.model_dir, "model.onnx")
     if args.ours == "onnxruntime" and not os.path.exists(onnx_file):
         from ppvision_hybrid.onnx import convert_and_verify
-        convert_and_verify(args.model_dir, onnx_file, shapes=[(1, 3, args.image_size, args.image_size)],
+        convert_and_verify(args.model_dir, onnx_file, shapes=[(1, 3) + image_hw(args.image_size)],
                            threads=args.threads, log=lambda *a: None)
 
 
@@ -442,7 +453,9 @@ def parse_args(argv=None):
     parser.add_argument("--model-dir", default=None,
                         help="our export (reused when already there; default: a temp dir)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", default="224",
+                        help="side of a square input, or HxW (800x1333: the dense pyramid with "
+                             "--ours-kwargs '{\"features_only\": true}' and the authors' dense form)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=1, help="repeat the whole measurement; report each and the median")
     parser.add_argument("--warmup", type=int, default=2)
@@ -467,6 +480,8 @@ def parse_args(argv=None):
     parser.add_argument("--child", choices=("authors", "ours"), help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if image_hw(args.image_size) is None:
+        parser.error(f"--image-size {args.image_size}: give one side (224) or HxW (800x1333)")
     if args.batch is None:
         args.batch = 8 if args.mode == "train" else 1
     return args

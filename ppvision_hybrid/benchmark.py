@@ -8,7 +8,8 @@
     python tools/benchmark.py --models TransXNet_T --authors_json b1.json b8.json   # vs the authors
     python tools/benchmark.py --write                        # also rewrite the table in docs/benchmarks.md
 
-Backends: ``dygraph`` (eager Paddle), ``paddle_onednn`` / ``paddle_native`` (Paddle Inference
+Backends: ``dygraph`` (eager Paddle), ``dygraph_reparam`` (eager Paddle after
+``re_parameterize()``, the inference form), ``paddle_onednn`` / ``paddle_native`` (Paddle Inference
 on CPU with oneDNN on / off), ``onnxruntime`` (CPU), and with ``--gpu`` ``dygraph_gpu`` and
 ``paddle_gpu`` plus, with ``--trt``, ``paddle_trt_fp32`` / ``paddle_trt_fp16``; ``dygraph`` stays on
 the CPU on a CUDA build too. A ``--gpu`` run writes its own block of docs/benchmarks.md, so CPU
@@ -46,7 +47,7 @@ from .timing import time_calls as _time_calls
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
 GPU_BEGIN, GPU_END = "<!-- benchmark-gpu:begin -->", "<!-- benchmark-gpu:end -->"
-CPU_BACKENDS = ("dygraph", "paddle_onednn", "paddle_native", "onnxruntime")
+CPU_BACKENDS = ("dygraph", "dygraph_reparam", "paddle_onednn", "paddle_native", "onnxruntime")
 
 
 def parse_args(argv=None):
@@ -68,6 +69,8 @@ def parse_args(argv=None):
     parser.add_argument("--write", action="store_true", help="write the table into --output (default: print only)")
     parser.add_argument("--authors_json", nargs="*", default=[], metavar="FILE",
                         help="benchmarks/vs_authors.py --json results to put beside every backend")
+    parser.add_argument("--json", default=None, metavar="FILE",
+                        help="also write every figure (ms at batch 1, img/s at --batch per backend) to FILE")
     parser.add_argument("--free_intermediates", action="store_true",
                         help="Paddle Inference frees intermediate tensors after their last use (Paddle's default); "
                              "by default they stay allocated between calls, as deploy/configs/inference_cls.yaml ships")
@@ -144,6 +147,14 @@ def _runners(name, backend, model, model_dir, onnx_file, threads, batch, keep_in
         def run(x):
             with paddle.no_grad():
                 return model(paddle.to_tensor(x, place=place)).numpy()  # .numpy() waits for the GPU
+        return run
+    if backend == "dygraph_reparam":
+        from .export import deploy_copy
+        deployed = deploy_copy(model)
+
+        def run(x):
+            with paddle.no_grad():
+                return deployed(paddle.to_tensor(x)).numpy()
         return run
     if backend in ("paddle_onednn", "paddle_native"):
         return create_predictor(model_dir, enable_mkldnn=backend == "paddle_onednn", cpu_threads=threads,
@@ -323,6 +334,11 @@ def main(argv=None):
              f"{args.warmup} warm-up runs).\n\n"
              f"{description}\n\n{table}")
     print(table)
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump(dict(batch=args.batch, threads=args.threads, image_size=args.image_size,
+                           machine=description, rows=rows), f, indent=1)
     if args.write:
         write_report(args.output, block, (GPU_BEGIN, GPU_END) if args.gpu else (BEGIN, END))
         print(f"written to {args.output}")

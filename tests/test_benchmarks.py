@@ -307,3 +307,27 @@ def test_op_microbench_times_paddle_and_the_fast_forms(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| gelu |" in out and "gelu: layers.gelu (C++ kernel)" in out
     assert json.loads((tmp_path / "ops.json").read_text())["ops"]["gelu"]["paddle"]["rounds"]
+
+
+def test_benchmark_times_the_reparameterized_dygraph_and_writes_json(tmp_path, capsys):
+    """``dygraph_reparam`` runs the model after re_parameterize() (a copy: ``dygraph`` keeps the
+    training form), checked against dygraph like every backend; --json holds every figure."""
+    from ppvision_hybrid import benchmark
+    out_file = tmp_path / "rows.json"
+    code = benchmark.main(["--models", "TransXNet_T", "--image_size", "64", "--backends", "dygraph,dygraph_reparam",
+                           "--warmup", "0", "--repeats", "1", "--repeats_batch", "1", "--batch", "2",
+                           "--threads", "1", "--json", str(out_file)])
+    assert code == 0 and "WRONG OUTPUT" not in capsys.readouterr().out
+    saved = json.loads(out_file.read_text())
+    row = saved["rows"][0]
+    assert saved["batch"] == 2 and row["model"] == "TransXNet_T"
+    for backend in ("dygraph", "dygraph_reparam"):
+        latency, throughput = row[backend]
+        assert latency > 0 and throughput > 0
+
+
+def test_vs_authors_image_size_takes_a_side_or_height_by_width():
+    assert vs_authors.image_hw("224") == (224, 224) and vs_authors.image_hw("800x1333") == (800, 1333)
+    assert vs_authors.image_hw("800x") is None and vs_authors.image_hw("big") is None
+    with pytest.raises(SystemExit):
+        vs_authors.parse_args(["--model", "TransXNet_T", "--image-size", "800by1333"])

@@ -110,3 +110,131 @@ def test_dualformer_pointwise_conv_is_nn_conv2d():
     assert np.array_equal(grads[0][0], grads[1][0])  # the same sums: bitwise
     for a, b in zip(grads[0][1:], grads[1][1:]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+# -- benchmarks/goals.py: one table per goal of issue 25 from its tools' JSON files --------------
+import goals  # noqa: E402
+
+
+def _sitting(tmp_path, monkeypatch, figures):
+    """A goals.Sitting whose steps return ``figures(step, argv)`` instead of running a tool."""
+    sitting = goals.Sitting(goals.parse_args(["--out", str(tmp_path)]))
+    calls = []
+    monkeypatch.setattr(goals.Sitting, "run", lambda self, step, argv, python=None: calls.append((step, argv))
+                        or figures(step, argv))
+    return sitting, calls
+
+
+def _vs(authors_ms, ours_ms, **extra):
+    return dict(dict(authors_ms=authors_ms, ours_ms=ours_ms, ratio=ours_ms / authors_ms), **extra)
+
+
+def _row(lines, *cells):
+    return next(line for line in lines if all(f"| {c} |" in line for c in cells))
+
+
+def test_goal0_puts_every_backend_beside_the_authors_eager_figures(tmp_path, monkeypatch):
+    rows = dict(rows=[dict(model="TransXNet_T", dygraph=[200.0, 20.0], dygraph_reparam=[90.0, 25.0],
+                           paddle_onednn=[60.0, 40.0], paddle_native=[None, None], onnxruntime=[80.0, 16.0])])
+
+    def figures(step, argv):
+        if step == "backends":
+            return rows
+        if "TransXNet_T" in step:
+            return _vs(100.0, 60.0) if "_b1_" in step else _vs(800.0, 400.0)  # authors 100 ms/img at b8
+        return None
+    sitting, _ = _sitting(tmp_path, monkeypatch, figures)
+    _, _, lines = goals.goal0(sitting)
+    dygraph = _row(lines, "TransXNet_T", "dygraph")
+    assert "| 200.0 | 100.0 | 2.00 **missed** |" in dygraph and "| 50.0 | 100.0 | 0.50 met |" in dygraph
+    assert "| 0.90 met |" in _row(lines, "TransXNet_T", "dygraph_reparam")
+    assert "| n/a | 100.0 | n/a" in _row(lines, "TransXNet_T", "paddle_native")
+    assert "| 62.5 | 100.0 | 0.62 met |" in _row(lines, "TransXNet_T", "onnxruntime")
+
+
+def test_goal1_times_our_fastest_backend_at_both_thread_counts(tmp_path, monkeypatch):
+    rows = dict(rows=[dict(model=m, paddle_onednn=[60.0, 1.0], onnxruntime=[50.0 if m == "TransXNet_T" else 90.0, 1.0])
+                      for m in goals.AUTHORS])
+
+    def figures(step, argv):
+        return rows if step == "backends" else _vs(100.0, 55.0, runs=[_vs(100.0, 50.0), _vs(100.0, 55.0),
+                                                                       _vs(100.0, 70.0)])
+    sitting, calls = _sitting(tmp_path, monkeypatch, figures)
+    _, _, lines = goals.goal1(sitting)
+    ours = {argv[argv.index("--model") + 1]: argv[argv.index("--ours") + 1] for step, argv in calls
+            if step.startswith("vs_authors")}
+    assert ours == {"TransXNet_T": "onnxruntime", "FocalTransformer_T": "predictor", "MixFormer_B4": "predictor"}
+    threads = {argv[argv.index("--threads") + 1] for step, argv in calls if step.startswith("vs_authors")}
+    assert threads == {"1", "2"}
+    row = _row(lines, "TransXNet_T", "1", "authors' jit.trace + freeze")
+    assert "| 0.55 (0.50, 0.55, 0.70) | <= 0.6 | met |" in row
+    assert "**missed**" in _row(lines, "MixFormer_B4", "2", "official Paddle dygraph")  # goal 0.4
+
+
+def test_goal2_gives_the_share_of_the_gemm_peak_and_the_authors_ratio(tmp_path, monkeypatch):
+    def figures(step, argv):
+        if step == "gemm_peak":
+            return dict(peak_gflops=400.0)
+        if step == "per_gmac":  # 1 GMAC per image, 80 ms CPU per batch of 8: 200 GFLOP/s
+            return dict(runs={"TransXNet_T": [{"macs": 1e9, "onednn bN": [80.0, 60.0]}]})
+        return _vs(800.0, 400.0) if "TransXNet_T" in step else None
+    sitting, _ = _sitting(tmp_path, monkeypatch, figures)
+    _, _, lines = goals.goal2(sitting)
+    assert "| TransXNet_T | 1.00 | 10.0 | 200.0 | 50.0% | **missed** | 100.0 | 50.0 | 0.50 met |" in lines
+
+
+def test_goal3_judges_the_step_ratio_and_the_loader(tmp_path, monkeypatch):
+    def figures(step, argv):
+        if step.startswith("loader_"):
+            return dict(images_per_s=30.0)
+        if step.startswith("profile_"):
+            return dict(wall_ms=[3000.0], ops=[["conv2d_grad", 10, 30.0], ["add", 5, 10.0]])
+        return _vs(4000.0, 3000.0, rounds=dict(ours=[3000.0, 2900.0], authors=[4000.0, 4100.0]),
+                   cpu_ms=dict(ours=5800.0, authors=7900.0), peak_rss_mb=dict(ours=2200.0, authors=2100.0))
+    sitting, _ = _sitting(tmp_path, monkeypatch, figures)
+    _, _, lines = goals.goal3(sitting)
+    row = _row(lines, "TransXNet_T")
+    # 0.75 > 0.7; the loader's 30 img/s against 8 images per 3 s step: 11.2x
+    assert "| 0.75 (0.75, 0.71) | <= 0.7 | **missed** | 2200 / 2100 | 30.0 | 11.2 met |" in row
+    assert "| 0.75 (0.75, 0.71) | <= 0.5 | **missed** |" in _row(lines, "MixFormer_B4")
+    assert any("| conv2d_grad | 10 | 30.0 | 75.0% |" in line for line in lines)
+
+
+def test_goal4_and_goal5_tables(tmp_path, monkeypatch):
+    small = dict(macs=1e9, cpu_ms=10.0, wall_ms=10.0, ns_per_mac=10.0, peak_share=0.2, ops=[["matmul", 1, 5.0]])
+    large = dict(macs=20e9, cpu_ms=300.0, wall_ms=310.0, ns_per_mac=15.0, peak_share=0.45, ops=[["matmul", 1, 200.0]])
+    dense = dict(gemm_peak_gflops=300.0, results=[dict(model="MAFormer_S", sizes={"224x224": small, "800x1333": large},
+                                                       saved_graph={"800x1333": dict(cpu_ms=200.0, wall_ms=210.0)})])
+    per_gmac_runs = {"MAFormer_S": [{"macs": 2e9, "eager b1": [20.0, 20.0]}],
+                     "DualFormer_T": [{"macs": 1e9, "eager b1": [15.0, 15.0]}],
+                     "TransXNet_T": [{"macs": 1e9, "eager b1": [8.0, 8.0]}]}
+
+    def figures(step, argv):
+        if step == "dense":
+            return dense
+        if step == "per_gmac":
+            return dict(runs=per_gmac_runs)
+        return _vs(8000.0, 10000.0, rounds=dict(ours=[10000.0], authors=[8000.0]))
+    sitting, _ = _sitting(tmp_path, monkeypatch, figures)
+    _, _, lines = goals.goal4(sitting)
+    # 2 x 20 GMACs / 0.2 s = 200 GFLOP/s = 66.7% of 300 in the saved graph; time per MAC 1.5x 224's
+    assert "| MAFormer_S | 20.0 | 300 (310) | 45.0% | met | 1.50 | **missed** | 200 (210) | 66.7% |" in lines
+    assert any("ratio **1.25** (goal <= 0.6: **missed**" in line for line in lines)
+    assert any("matmul 100% (x2.0)" in line for line in lines)  # 40x the time for 20x the MACs
+    _, _, lines = goals.goal5(sitting)
+    assert "| 10.00 (1.25) |" in _row(lines, "MAFormer_S") and _row(lines, "MAFormer_S").endswith("| met |")
+    assert "| 15.00 (1.88) |" in _row(lines, "DualFormer_T") and "**missed**" in _row(lines, "DualFormer_T")
+    assert _row(lines, "TransXNet_T").endswith("|  |")  # has authors' code: no verdict
+
+
+def test_goals_loader_child_reads_a_config_pipeline(tmp_path):
+    args = goals.parse_args(["--child", "loader", "--model", "MixFormer_B0"])
+    result = goals.child_loader(args, images=8, batch=4, batches=2)
+    assert result["images_per_s"] > 0 and result["batch"] == 4 and result["workers"] == 0
+
+
+def test_goals_command_checks_its_options(tmp_path):
+    with pytest.raises(SystemExit):
+        goals.parse_args(["--goal", "7"])
+    with pytest.raises(SystemExit, match="get_authors_code.sh"):
+        goals.main(["--goal", "3", "--authors", str(tmp_path / "missing"), "--out", str(tmp_path)])
