@@ -37,7 +37,6 @@ at run time, with the pooled-token bias tables bilinearly up-sampled from the st
 (classification-sized) tables, so classification checkpoints load unchanged.
 """
 import functools
-import warnings
 
 import numpy as np
 import paddle
@@ -46,6 +45,7 @@ import paddle.nn.functional as F
 
 from ..layers import GELU, DropPath, Mlp, init_weights_vit, pad_nhwc, trunc_normal_, zeros_
 from ..layers import relative_position_index as swin_relative_position_index
+from ..layers.heads import project_heads
 from ..paddle_compat import in_legacy_static_mode, pad_arg
 from ..registry import register_converter
 from .base import HybridBackbone, StageNorms, Variant, drop_path_rates, reference_counts, register_variants
@@ -182,17 +182,6 @@ def static_stage_geometry(height, width, window, local_offsets, focal_window):
     return {k: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v for k, v in geo.items()}
 
 
-def _materialize(t):
-    # Paddle 3 transposes lazily (strided views); later ops then take slow strided paths, so
-    # copy once. Traced graphs lay out memory themselves: there contiguous() returns its input
-    # (with a warning, silenced here); Paddle 2.6's legacy static Variables have no contiguous().
-    if not hasattr(t, "contiguous"):
-        return t
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*contiguous.*")
-        return t.contiguous()
-
-
 # ---------------------------------------------------------------------------------------------
 # Layers
 # ---------------------------------------------------------------------------------------------
@@ -259,19 +248,19 @@ class FocalAttention(nn.Layer):
         n_wh, n_ww = geo["n_wh"], geo["n_ww"]
         n_windows = n_wh * n_ww
 
-        qkv = _materialize(self.qkv(x_windows).reshape([B, n_tokens, 3, heads, hd])
-                           .transpose([2, 0, 3, 1, 4]))  # [3, B, heads, Np, hd]
-        q = qkv[0].reshape([B, heads, n_windows, area, hd])
+        q, k, v = project_heads(x_windows, self.qkv, heads)  # each [B, heads, Np, hd]
+        q = q.reshape([B, heads, n_windows, area, hd])
 
         # pooled tokens -> k, v, zero-padded by focal_window // 2 around the pooled map
         half = self.runtime_focal_window // 2
         kv_pooled = self.qkv(pooled)[:, :, :, C:]
         kv_pooled = pad_nhwc(kv_pooled, half, half, half, half)
-        kv_pooled = kv_pooled.reshape([B, -1, 2, heads, hd]).transpose([2, 0, 3, 1, 4])
-        source = paddle.concat([qkv[1:], kv_pooled], axis=3)  # [2, B, heads, Np + Nq, hd]
-        kv = paddle.gather(source, geo["keys"], axis=3).reshape([2, B, heads, n_windows, -1, hd])
+        kv_pooled = kv_pooled.reshape([B, -1, 2, heads, hd]).transpose([2, 0, 3, 1, 4])  # [2, B, heads, Nq, hd]
+        # every key / value of every window: [B, heads, nW, Nk, hd]
+        k, v = (paddle.gather(paddle.concat([t, t_pooled], axis=2), geo["keys"], axis=2)
+                .reshape([B, heads, n_windows, -1, hd]) for t, t_pooled in ((k, kv_pooled[0]), (v, kv_pooled[1])))
 
-        attn = paddle.matmul(q * self.scale, kv[0], transpose_y=True)  # [B, heads, nW, area, Nk]
+        attn = paddle.matmul(q * self.scale, k, transpose_y=True)  # [B, heads, nW, area, Nk]
         # Paddle's CPU add (oneDNN's far more) is slow when only one operand broadcasts over a
         # middle axis, and expand is a cheap copy. So the bias and the border mask are summed
         # first (both operands broadcast, which is fast) and added to the scores once, at full
@@ -282,7 +271,7 @@ class FocalAttention(nn.Layer):
             bias = bias + geo["mask"].unsqueeze([0, 1])  # [1, heads, nW, area, Nk]
         attn = attn + bias.expand(full)
         attn = self.attn_drop(F.softmax(attn, axis=-1))
-        out = paddle.matmul(attn, kv[1]).reshape([B, heads, n_tokens, hd])
+        out = paddle.matmul(attn, v).reshape([B, heads, n_tokens, hd])
         out = paddle.gather(out, geo["unpart"], axis=2).transpose([0, 2, 1, 3]).reshape([B, -1, C])
         return self.proj_drop(self.proj(out))
 
