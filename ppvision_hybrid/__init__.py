@@ -16,6 +16,8 @@ import zlib  # noqa: E402,F401
 
 from .cli_errors import quiet_third_party_noise  # noqa: E402
 quiet_third_party_noise()  # before paddle's import warns about ccache
+from .cpu_math import use_mkl_avx2_on_amd  # noqa: E402
+use_mkl_avx2_on_amd()  # before the first MKL call: Paddle's MKL is slow on AMD CPUs otherwise
 
 #: public name -> the submodule defining it
 _LAZY = {"create_model": "registry", "list_models": "registry", "list_families": "registry",
