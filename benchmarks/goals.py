@@ -86,8 +86,9 @@ class Sitting:
         with open(path) as f:
             return json.load(f)
 
-    def run(self, step, argv, python=None):
-        """``python argv... --json <out>/<step>.json`` unless that file is there already."""
+    def run(self, step, argv, python=None, env=None):
+        """``python argv... --json <out>/<step>.json`` unless that file is there already; ``env``:
+        variables added to this process's environment."""
         path = self.path(step)
         if os.path.exists(path) and not self.args.fresh:
             return self.load(step)
@@ -99,7 +100,8 @@ class Sitting:
         log_path = os.path.join(self.args.out, step + ".log")
         started = time.perf_counter()
         with open(log_path, "w") as log:
-            code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, **(env or {})))
         print(f"    {time.perf_counter() - started:.0f} s, exit {code}, log {log_path}", flush=True)
         if code != 0 or not os.path.exists(partial):
             with open(log_path) as log:
@@ -153,10 +155,24 @@ class Sitting:
     def loader(self, model):
         return self.run(f"loader_{model}", [os.path.join(HERE, "goals.py"), "--child", "loader", "--model", model])
 
-    def profile(self, model, mode, threads=2):
-        return self.run(f"profile_{model}_{mode}", [os.path.join(HERE, "profile_ops.py"), "--model", model,
-                                                    "--mode", mode, "--threads", str(threads), "--warmup", "1",
-                                                    "--steps", "2", "--top", "12"])
+    def profile(self, model, mode, threads=2, batch=None, framework="paddle", standard_ops=False):
+        """``profile_ops.py``: our step (``standard_ops``: with the fast kernels off, the kernels a
+        saved graph runs without oneDNN) or, with ``framework="torch"``, the authors'."""
+        batch = batch or (8 if mode == "train" else 1)
+        step = f"profile_{framework}_{model}_{mode}_b{batch}" + ("_standard_ops" if standard_ops else "")
+        argv = [os.path.join(HERE, "profile_ops.py"), "--model", model, "--mode", mode, "--batch", str(batch),
+                "--threads", str(threads), "--warmup", "1", "--steps", "2" if mode == "train" else "5", "--top", "12"]
+        if framework == "torch":
+            spec = AUTHORS[model]
+            argv += ["--framework", "torch", "--authors-path", os.path.join(self.args.authors, spec["path"]),
+                     "--authors-build", spec["build"],
+                     "--authors-kwargs", json.dumps(spec["train_kwargs"] if mode == "train" else spec["kwargs"])]
+        return self.run(step, argv, python=self.args.torch_python if framework == "torch" else None,
+                        env={"PPVH_FAST_OPS": "0"} if standard_ops else None)
+
+    def onnx_profile(self, model):
+        return self.run(f"onnx_profile_{model}", [os.path.join(HERE, "goals.py"), "--child", "onnx_profile",
+                                                  "--model", model, "--out", self.args.out, "--threads", "2"])
 
     def dense(self):
         return self.run("dense", [os.path.join(HERE, "dense_profile.py"), "--threads", "2", "--steps", "2",
@@ -165,16 +181,29 @@ class Sitting:
 
 
 # -- children (run as subprocesses so that each measures a fresh process) ---------------------
-def child_gemm_peak(args):
-    sys.path.insert(0, HERE)
-    for key in ("OMP_NUM_THREADS", "FLAGS_paddle_num_threads"):
+def child_gemm_peak(args, size=2048, repeats=5):
+    """The machine's fp32 GEMM peak at ``--threads``: GFLOP/s of a 2048^2 product by wall time
+    (the machine's rate; the goals' figure) and by CPU time of the process (per busy core), the
+    better of ``paddle.matmul`` and numpy, best of ``repeats`` calls each."""
+    for key in ("OMP_NUM_THREADS", "FLAGS_paddle_num_threads", "MKL_NUM_THREADS"):
         os.environ.setdefault(key, str(args.threads))
+    import numpy as np
     import paddle
-    paddle.set_num_threads(args.threads) if hasattr(paddle, "set_num_threads") else None
-    from dense_profile import gemm_peak_gflops
-    peak, figures = gemm_peak_gflops()
-    print(f"fp32 GEMM peak (2048^2, {args.threads} threads, by CPU time): {peak:.1f} GFLOP/s {figures}")
-    return dict(peak_gflops=peak, figures=figures, threads=args.threads)
+    a = np.random.RandomState(0).standard_normal((size, size)).astype("float32")
+    t = paddle.to_tensor(a)
+    figures = {}
+    for label, call in (("paddle.matmul", lambda: paddle.matmul(t, t).numpy()), ("numpy", lambda: a @ a)):
+        call()
+        wall, cpu = float("inf"), float("inf")
+        for _ in range(repeats):
+            w0, c0 = time.perf_counter(), time.process_time()
+            call()
+            wall, cpu = min(wall, time.perf_counter() - w0), min(cpu, time.process_time() - c0)
+        figures[label] = dict(wall=2 * size ** 3 / wall / 1e9, cpu=2 * size ** 3 / cpu / 1e9)
+    peak = {kind: max(f[kind] for f in figures.values()) for kind in ("wall", "cpu")}
+    print(f"fp32 GEMM peak ({size}^2, {args.threads} threads): {peak['wall']:.1f} GFLOP/s by wall time, "
+          f"{peak['cpu']:.1f} by CPU time {figures}")
+    return dict(peak_gflops=peak["wall"], peak_gflops_cpu=peak["cpu"], figures=figures, threads=args.threads)
 
 
 def child_loader(args, images=64, batch=8, batches=8):
@@ -209,6 +238,63 @@ def child_loader(args, images=64, batch=8, batches=8):
     rate = (batches - 1) * batch / seconds
     print(f"{args.model} DataLoader.Train, main process: {rate:.1f} images/s")
     return dict(images_per_s=rate, batch=batch, batches=batches - 1, workers=0)
+
+
+def child_onnx_profile(args):
+    """ONNX Runtime's time per op type for our model (exported and converted as ``tools/benchmark.py``
+    does) and, when goal 1 left it in the export folder, the authors' ``torch.onnx.export`` file:
+    batch 1, ``--threads``, 20 profiled calls after 3 warm-up calls."""
+    import collections
+    import glob
+    import tempfile
+    import numpy as np
+    import onnxruntime as ort
+    sys.path.insert(0, ROOT)
+    import paddle
+    import ppvision_hybrid
+    from ppvision_hybrid.export import export_inference_model
+    from ppvision_hybrid.onnx import convert_and_verify
+    x = np.random.RandomState(0).standard_normal((1, 3, 224, 224)).astype("float32")
+    result = {}
+    with tempfile.TemporaryDirectory(prefix="ppvh_onnx_profile_") as tmp:
+        paddle.seed(0)
+        model = ppvision_hybrid.create_model(args.model)
+        model.eval()
+        export_inference_model(model, os.path.join(tmp, "paddle"), image_shape=(3, 224, 224))
+        ours = os.path.join(tmp, "model.onnx")
+        convert_and_verify(os.path.join(tmp, "paddle"), ours, shapes=[(1, 3, 224, 224)], threads=args.threads,
+                           log=lambda *a: None)
+        files = {"ours": ours}
+        authors = glob.glob(os.path.join(args.out, "exports", f"{args.model}_224", "authors_*_b1_224.onnx"))
+        if authors:
+            files["authors"] = authors[0]
+        for side, path in files.items():
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+            options.enable_profiling, options.log_severity_level = True, 3
+            options.profile_file_prefix = os.path.join(tmp, side)
+            session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+            feed = {session.get_inputs()[0].name: x}
+            for _ in range(3):
+                session.run(None, feed)
+            calls = 20
+            started = time.perf_counter()
+            for _ in range(calls):
+                session.run(None, feed)
+            wall_ms = (time.perf_counter() - started) * 1e3 / calls
+            with open(session.end_profiling()) as f:
+                events = json.load(f)
+            per_op = collections.defaultdict(lambda: [0, 0.0])
+            for event in events:
+                if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                    per_op[event["args"]["op_name"]][0] += 1
+                    per_op[event["args"]["op_name"]][1] += event["dur"] / 1e3
+            runs = calls + 3
+            ops = [[name, n / runs, ms / runs] for name, (n, ms) in per_op.items()]
+            result[side] = dict(wall_ms=[wall_ms], ops=ops, nodes=len(set(e["name"] for e in events
+                                                                         if e.get("cat") == "Node")))
+            print(f"{args.model} {side}: {wall_ms:.1f} ms per call (profiling on)")
+    return result
 
 
 # -- tables -----------------------------------------------------------------------------------
@@ -263,6 +349,19 @@ def goal0(s):
             lines.append(f"| {row['model']} | {backend} | {_fmt(latency)} | {_fmt(a1)} | {_fmt(r1, 2)} "
                          f"{_met(r1, 1.0) if a1 else ''} | {_fmt(per_image)} | {_fmt(a8)} | {_fmt(r8, 2)} "
                          f"{_met(r8, 1.0) if a8 else ''} |")
+    for model in TORCH_MODELS:  # where the backends that miss the goal spend their time
+        lines += _profile_lines(s.profile(model, "infer"), f"{model}, our eager call (batch 1, 2 threads)")
+        lines += _profile_lines(s.profile(model, "infer", framework="torch"),
+                                f"{model}, the authors' eager call (batch 1, 2 threads)")
+        lines += _profile_lines(s.profile(model, "infer", standard_ops=True),
+                                f"{model}, our eager call on Paddle's standard kernels (`PPVH_FAST_OPS=0`: the "
+                                f"kernels a saved graph runs with oneDNN off; batch 1, 2 threads)")
+        onnx = s.onnx_profile(model) or {}
+        for side in ("ours", "authors"):
+            if side in onnx:
+                lines += _profile_lines(onnx[side], f"{model}, {'our' if side == 'ours' else 'the authors'} "
+                                        f"ONNX file in ONNX Runtime ({onnx[side]['nodes']} nodes; batch 1, 2 "
+                                        f"threads, profiling on)")
     note = ("Ours: `tools/benchmark.py` (2 threads, wall, median of 10 calls at b1 and 3 at b8). Authors' eager: "
             "`vs_authors.py` in the same sitting (b1: 3 interleaved runs of 20 pairs, median; b8: 3 rounds). "
             "MixFormer-B4's anchor is the official Paddle code in dygraph. MAFormer and DualFormer have no "
@@ -306,8 +405,8 @@ def goal1(s):
 def goal2(s):
     peak = (s.gemm_peak() or {}).get("peak_gflops")
     gmac = s.per_gmac()
-    lines = [f"| model | GMACs | Paddle Inference + oneDNN b8, ms/img (CPU) | GFLOP/s (CPU) | share of the GEMM "
-             f"peak ({_fmt(peak)} GFLOP/s) | goal >= 60% | authors' eager b8 ms/img (wall) | ours ms/img (wall) | "
+    lines = [f"| model | GMACs | Paddle Inference + oneDNN b8, ms/img | GFLOP/s | share of the GEMM peak "
+             f"({_fmt(peak)} GFLOP/s) | goal >= 60% | authors' eager b8 ms/img | ours ms/img, same run | "
              f"ratio (goal <= 0.6) |", "|---|---|---|---|---|---|---|---|---|"]
     for model in SMALLEST + MID + ["MixFormer_B4"]:
         rounds = (gmac or {}).get("runs", {}).get(model)
@@ -315,7 +414,7 @@ def goal2(s):
         gmacs = None
         if rounds:
             gmacs = rounds[0]["macs"] / 1e9
-            ms = statistics.median(r["onednn bN"][0] for r in rounds) / 8
+            ms = statistics.median(r["onednn bN"][1] for r in rounds) / 8  # wall time
             gflops = 2 * gmacs / ms * 1e3
             share = gflops / peak if peak else None
         anchor = s.vs_authors(model, 2, batch=8, repeats=3) if model in AUTHORS else None
@@ -326,15 +425,16 @@ def goal2(s):
                      f"{_fmt(share and 100 * share)}% | {_met(share, 0.6, lower_is_better=False)} | "
                      f"{_fmt(anchor and anchor['authors_ms'] / 8)} | {_fmt(anchor and anchor['ours_ms'] / 8)} | "
                      f"{_fmt(ratio, 2)} {_met(ratio, 0.6) if anchor else ''} |")
-    note = ("Throughput: `per_gmac.py --threads 2` (one process per model, median of 3 calls, CPU time of the "
-            "process, so GFLOP/s is per busy core-second like the GEMM peak, 2048^2 `paddle.matmul` / numpy, "
-            "2 threads, by CPU time). Ratio: `vs_authors.py --batch 8 --rounds 3`, wall time.")
+    note = ("Throughput: `per_gmac.py --threads 2` (one process per model, median of 3 calls, wall time); the "
+            "peak: the better of `paddle.matmul` and numpy on 2048^2 at 2 threads, wall time, same sitting "
+            "(by CPU time the processes also count OpenMP's spin-waiting). Ratio: `vs_authors.py --batch 8 "
+            "--rounds 3`, wall time, both sides in that run.")
     return "Goal 2: batch 8, share of the GEMM peak and the authors' batch-8 time (2 threads)", note, lines
 
 
 def goal3(s):
     goals = {"TransXNet_T": 0.7, "FocalTransformer_T": 0.7, "MixFormer_B4": 0.5}
-    lines = ["| model | our step ms (CPU) | authors' step ms (CPU) | ratio, median of rounds (rounds) | goal | | "
+    lines = ["| model | our step ms (CPU) | authors' step ms (CPU) | ratio of the medians (per round) | goal | | "
              "peak memory ours / authors MB | loader alone, img/s | / training step img/s (goal >= 3) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for model, goal in goals.items():
@@ -362,6 +462,8 @@ def goal3(s):
     for model in TORCH_MODELS:
         profile = s.profile(model, "train")
         profiles += _profile_lines(profile, f"{model}, our training step (batch 8, 2 threads)")
+        profile = s.profile(model, "train", framework="torch")
+        profiles += _profile_lines(profile, f"{model}, the authors' training step (batch 8, 2 threads)")
     return "Goal 3: training step against the authors' (batch 8, 224x224, 2 threads)", note, lines + profiles
 
 
@@ -370,8 +472,8 @@ def _profile_lines(profile, title, top=8):
         return []
     ops = sorted(profile["ops"], key=lambda op: -op[2])
     total = sum(op[2] for op in ops) or 1.0
-    lines = ["", f"Where the time goes: {title}, step {statistics.median(profile['wall_ms']):.0f} ms wall "
-             f"(`profile_ops.py`, op CPU time):", "", "| op | calls | ms | share |", "|---|---|---|---|"]
+    lines = ["", f"Where the time goes: {title}, {statistics.median(profile['wall_ms']):.0f} ms wall per call; "
+             f"op time:", "", "| op | calls | ms | share |", "|---|---|---|---|"]
     lines += [f"| {name} | {calls:.0f} | {ms:.1f} | {100 * ms / total:.1f}% |" for name, calls, ms in ops[:top]]
     return lines
 
@@ -379,19 +481,20 @@ def _profile_lines(profile, title, top=8):
 def goal4(s):
     dense = s.dense()
     forkfeat = s.vs_authors("TransXNet_T", 2, ours="dygraph", image_size=DENSE_SIZE, rounds=3, repeats=1)
-    peak = (dense or {}).get("gemm_peak_gflops")
-    lines = [f"| model | GMACs {DENSE_SIZE} | eager ms CPU (wall) | share of the GEMM peak ({_fmt(peak)} GFLOP/s) | "
-             f"goal >= 40% | time per MAC vs 224 | goal <= 1.2 | saved graph ms CPU (wall) | saved graph share |",
+    peak = (s.gemm_peak() or {}).get("peak_gflops")
+    lines = [f"| model | GMACs {DENSE_SIZE} | eager ms | share of the GEMM peak ({_fmt(peak)} GFLOP/s) | "
+             f"goal >= 40% | time per MAC vs 224 | goal <= 1.2 | saved graph (oneDNN) ms | saved graph share |",
              "|---|---|---|---|---|---|---|---|---|"]
     tops = []
     for result in (dense or {}).get("results", []):
         large, small = result["sizes"][DENSE_SIZE], result["sizes"]["224x224"]
-        growth = large["ns_per_mac"] / small["ns_per_mac"]
+        growth = (large["wall_ms"] / large["macs"]) / (small["wall_ms"] / small["macs"])
+        share = 2 * large["macs"] / large["wall_ms"] / 1e6 / peak if peak else None
         saved = (result.get("saved_graph") or {}).get(DENSE_SIZE, {})
-        saved_share = 2 * large["macs"] / saved["cpu_ms"] / 1e6 / peak if saved.get("cpu_ms") and peak else None
-        lines.append(f"| {result['model']} | {large['macs'] / 1e9:.1f} | {large['cpu_ms']:.0f} ({large['wall_ms']:.0f}) | "
-                     f"{100 * large['peak_share']:.1f}% | {_met(large['peak_share'], 0.4, lower_is_better=False)} | "
-                     f"{growth:.2f} | {_met(growth, 1.2)} | {_fmt(saved.get('cpu_ms'), 0)} ({_fmt(saved.get('wall_ms'), 0)}) | "
+        saved_share = 2 * large["macs"] / saved["wall_ms"] / 1e6 / peak if saved.get("wall_ms") and peak else None
+        lines.append(f"| {result['model']} | {large['macs'] / 1e9:.1f} | {large['wall_ms']:.0f} | "
+                     f"{_fmt(share and 100 * share)}% | {_met(share, 0.4, lower_is_better=False)} | "
+                     f"{growth:.2f} | {_met(growth, 1.2)} | {_fmt(saved.get('wall_ms'), 0)} | "
                      f"{_fmt(saved_share and 100 * saved_share)}% |")
         ops = large.get("ops") or []
         total = sum(op[2] for op in ops) or 1.0
@@ -411,8 +514,8 @@ def goal4(s):
                   "from 224 over the MACs' growth: above 1 grows faster than the work):", "",
                   "| model | top ops |", "|---|---|"] + tops
     note = (f"`dense_profile.py --threads 2 --saved-graph` (`features_only=True`, batch 1, median of 2 calls, "
-            f"CPU time of the process; the GEMM peak measured in the same process by CPU time). Against the "
-            f"authors: `vs_authors.py --ours dygraph --image-size {DENSE_SIZE} --rounds 3`, wall time.")
+            f"wall time; the GEMM peak as in goal 2). Against the authors: `vs_authors.py --ours dygraph "
+            f"--image-size {DENSE_SIZE} --rounds 3`, wall time.")
     return f"Goal 4: the backbone pyramid at {DENSE_SIZE} (batch 1, 2 threads)", note, lines
 
 
@@ -452,7 +555,7 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run of the command itself: one small model per step, one run, few calls, "
                              "a small dense size (the figures mean nothing)")
-    parser.add_argument("--child", choices=("gemm_peak", "loader"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("gemm_peak", "loader", "onnx_profile"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
@@ -472,7 +575,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.child:
-        result = (child_gemm_peak if args.child == "gemm_peak" else child_loader)(args)
+        result = {"gemm_peak": child_gemm_peak, "loader": child_loader, "onnx_profile": child_onnx_profile}[args.child](args)
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
         return 0

@@ -163,7 +163,7 @@ def _runners(name, backend, model, model_dir, onnx_file, threads, batch, keep_in
         if onnx_file is None:
             return None
         from .onnx import onnx_session, run_onnx
-        session = onnx_session(onnx_file, threads)
+        session = _unpinned(lambda: onnx_session(onnx_file, threads))
         return lambda x: run_onnx(session, x)
     if backend == "paddle_gpu":
         return create_predictor(model_dir, use_gpu=True, keep_intermediates=keep_intermediates)
@@ -172,6 +172,24 @@ def _runners(name, backend, model, model_dir, onnx_file, threads, batch, keep_in
         return create_predictor(model_dir, use_gpu=True, use_tensorrt=True, precision=precision,
                                 max_batch_size=batch, keep_intermediates=keep_intermediates)
     raise ValueError(f"unknown backend {backend}")
+
+
+def _unpinned(create):
+    """``create()`` from a thread free to run on every core. Paddle's OpenMP binds this process's
+    main thread to one core (``KMP_AFFINITY``, set for the predictors) once a Paddle backend has
+    run, and the threads ONNX Runtime starts inherit that binding: all of them would share one
+    core. The main thread keeps its binding afterwards."""
+    if not hasattr(os, "sched_getaffinity"):
+        return create()
+    bound = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, range(os.cpu_count()))
+    except OSError:  # a container that does not lend every core
+        return create()
+    try:
+        return create()
+    finally:
+        os.sched_setaffinity(0, bound)
 
 
 def benchmark_model(name, backends, args, log=print):

@@ -331,3 +331,20 @@ def test_vs_authors_image_size_takes_a_side_or_height_by_width():
     assert vs_authors.image_hw("800x") is None and vs_authors.image_hw("big") is None
     with pytest.raises(SystemExit):
         vs_authors.parse_args(["--model", "TransXNet_T", "--image-size", "800by1333"])
+
+
+def test_onnx_runtime_threads_are_started_from_an_unbound_thread():
+    """Paddle's OpenMP binds the benchmark's main thread to one core (KMP_AFFINITY); ONNX Runtime's
+    session is created with that binding lifted (its threads inherit it), then the binding is back."""
+    import threading
+    from ppvision_hybrid.benchmark import _unpinned
+    seen = {}
+
+    def bound_thread():
+        os.sched_setaffinity(0, {0})
+        seen["inside"] = _unpinned(lambda: os.sched_getaffinity(0))
+        seen["after"] = os.sched_getaffinity(0)
+    worker = threading.Thread(target=bound_thread)
+    worker.start()
+    worker.join()
+    assert seen["inside"] == set(range(os.cpu_count())) and seen["after"] == {0}
