@@ -184,22 +184,12 @@ class Sitting:
 def child_gemm_peak(args, size=2048, repeats=5):
     """The machine's fp32 GEMM peak at ``--threads``: GFLOP/s of a 2048^2 product by wall time
     (the machine's rate; the goals' figure) and by CPU time of the process (per busy core), the
-    better of ``paddle.matmul`` and numpy, best of ``repeats`` calls each."""
+    better of ``paddle.matmul`` and numpy (``dense_profile.gemm_rates``)."""
     for key in ("OMP_NUM_THREADS", "FLAGS_paddle_num_threads", "MKL_NUM_THREADS"):
         os.environ.setdefault(key, str(args.threads))
-    import numpy as np
-    import paddle
-    a = np.random.RandomState(0).standard_normal((size, size)).astype("float32")
-    t = paddle.to_tensor(a)
-    figures = {}
-    for label, call in (("paddle.matmul", lambda: paddle.matmul(t, t).numpy()), ("numpy", lambda: a @ a)):
-        call()
-        wall, cpu = float("inf"), float("inf")
-        for _ in range(repeats):
-            w0, c0 = time.perf_counter(), time.process_time()
-            call()
-            wall, cpu = min(wall, time.perf_counter() - w0), min(cpu, time.process_time() - c0)
-        figures[label] = dict(wall=2 * size ** 3 / wall / 1e9, cpu=2 * size ** 3 / cpu / 1e9)
+    sys.path.insert(0, HERE)
+    from dense_profile import gemm_rates
+    figures = gemm_rates(size, repeats)
     peak = {kind: max(f[kind] for f in figures.values()) for kind in ("wall", "cpu")}
     print(f"fp32 GEMM peak ({size}^2, {args.threads} threads): {peak['wall']:.1f} GFLOP/s by wall time, "
           f"{peak['cpu']:.1f} by CPU time {figures}")
