@@ -7,7 +7,8 @@ in Paddle Inference with oneDNN, at batch 1 and batch ``--batch``, beside the be
 One process per model and round (models in turn, so a change of the host's load hits every
 model alike). Each builds the model (seed 0, eval), exports it (fixed ``--image-size``, dynamic
 batch; ``ppvision_hybrid.export.export_inference_model``), builds the predictor as a user does
-(``ppvision_hybrid.inference.create_predictor``, oneDNN on, ``--threads``), and times eager
+(``ppvision_hybrid.inference.create_predictor``, oneDNN on, ``--threads``, intermediates kept
+between calls as ``tools/benchmark.py`` and ``vs_authors.py`` run it), and times eager
 (``paddle.no_grad``) and predictor calls at batch 1 and ``--batch`` after one warm-up: the median
 CPU time (user + system of the process; with one thread the work done, which moves little while
 the process waits for a core on a shared host) and wall time of ``--repeats`` calls. MACs:
@@ -53,7 +54,7 @@ for key, x in inputs.items():
     out["eager " + key] = timed(eager, repeats)
 with tempfile.TemporaryDirectory(prefix="ppvh_per_gmac_") as tmp:
     export_inference_model(model, tmp + "/m", image_shape=(3, size, size))
-    run = create_predictor(tmp + "/m", enable_mkldnn=True, cpu_threads=threads)
+    run = create_predictor(tmp + "/m", enable_mkldnn=True, cpu_threads=threads, keep_intermediates=True)
     for key, x in inputs.items():
         out["onednn " + key] = timed(lambda: run(x), repeats)
 print("RESULT " + json.dumps(out))

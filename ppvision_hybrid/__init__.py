@@ -18,6 +18,8 @@ from .cli_errors import quiet_third_party_noise  # noqa: E402
 quiet_third_party_noise()  # before paddle's import warns about ccache
 from .cpu_math import use_mkl_avx2_on_amd  # noqa: E402
 use_mkl_avx2_on_amd()  # before the first MKL call: Paddle's MKL is slow on AMD CPUs otherwise
+from .cpu_memory import keep_freed_memory  # noqa: E402
+keep_freed_memory()  # freed activations stay in the heap: no page faults on every call
 
 #: public name -> the submodule defining it
 _LAZY = {"create_model": "registry", "list_models": "registry", "list_families": "registry",

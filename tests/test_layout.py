@@ -12,7 +12,7 @@ PACKAGE = os.path.join(ROOT, "ppvision_hybrid")
 LAYERS = [
     ("base", {"paddle_compat", "timing", "compat", "data", "datasets", "optim", "losses",
               "losses_distillation", "losses_token_label", "metrics", "inference_yml", "pth",
-              "io_atomic", "cli_errors", "cpu_math", "preprocess"}),
+              "io_atomic", "cli_errors", "cpu_math", "cpu_memory", "preprocess"}),
     ("building blocks and the registry", {"layers", "registry", "weights"}),
     ("models", {"models"}),
     ("tools over any model", {"flops", "hub", "export", "inference", "onnx", "convert", "predict", "benchmark"}),
@@ -68,7 +68,7 @@ def test_imports_go_one_way():
 
 #: the deploy side: what ``ppvision_hybrid.predict`` (deploy/python/predict_cls.py) imports; none of
 #: them may reach the model code, directly or through each other
-MODEL_FREE = {"predict", "preprocess", "inference", "timing", "cli_errors", "cpu_math", "__init__"}
+MODEL_FREE = {"predict", "preprocess", "inference", "timing", "cli_errors", "cpu_math", "cpu_memory", "__init__"}
 MODEL_CODE = {"models", "layers", "registry", "weights", "flops", "export", "onnx", "engine", "adapters"}
 
 
