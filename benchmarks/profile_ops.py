@@ -235,6 +235,11 @@ def main(argv=None):
     args.batch = args.batch or (8 if args.mode == "train" else 1)
     for key, value in vs_authors._thread_env(args.threads).items():  # before a framework loads
         os.environ.setdefault(key, value)
+    # glibc read its MALLOC_* variables when this process started: set the same in place, both sides
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from ppvision_hybrid.cpu_memory import keep_freed_memory
+    keep_freed_memory(environ={})
     if args.framework == "paddle":
         model, step = paddle_step(args)
     else:

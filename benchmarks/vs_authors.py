@@ -80,6 +80,11 @@ def _thread_env(threads, pin=False):
     # generic path; the official MixFormer in dygraph, 2 threads: 446 -> 325 ms on the AMD EPYC
     # host). Newer MKLs, such as PyTorch's, ignore it. tools/benchmark.py sets it too.
     env.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+    # Both sides: glibc keeps freed tensor-sized blocks (what ``import ppvision_hybrid`` sets with
+    # mallopt, ppvision_hybrid/cpu_memory.py). PyTorch gains from it as much as Paddle does, and
+    # the authors' process imports our timer, so it is set for both, from the start, explicitly.
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(32 << 20))
+    env.setdefault("MALLOC_TRIM_THRESHOLD_", str((1 << 31) - 1))
     if pin:  # Intel OpenMP (Paddle's) only; the authors' PyTorch uses GNU OpenMP, which ignores it
         if ROOT not in sys.path:
             sys.path.insert(0, ROOT)
