@@ -24,7 +24,7 @@ import numpy as np
 __all__ = [
     "ONEDNN_BROKEN_PASSES", "model_files", "create_config", "create_predictor", "Predictor",
     "relative_error", "onednn_pass_names", "find_breaking_onednn_passes", "CPU_AFFINITY", "pin_cpu_threads",
-    "check_gpu_kernels", "ExportedModelError",
+    "check_gpu_kernels", "ExportedModelError", "restore_eager_threads",
 ]
 
 
@@ -243,6 +243,15 @@ def _garbage_collection(enabled):
         paddle.set_flags(saved)
 
 
+def restore_eager_threads():
+    """Paddle Inference sets the CPU math library of the calling thread to one thread at the end of
+    every run; eager Paddle in the same process would then run on one core. Set it back to
+    ``FLAGS_paddle_num_threads``, the count eager Paddle starts with."""
+    import paddle
+    from paddle.base import core
+    core.set_num_threads(int(paddle.get_flags(["FLAGS_paddle_num_threads"])["FLAGS_paddle_num_threads"]))
+
+
 class Predictor:
     """A Paddle Inference predictor with a NumPy interface.
 
@@ -288,6 +297,7 @@ class Predictor:
             with _garbage_collection(enabled=not self.keep_intermediates):
                 self.predictor.run()
             self._executor_built = True
+        restore_eager_threads()
         outputs = [h.copy_to_cpu() for h in self._outputs]
         return outputs[0] if len(outputs) == 1 else outputs
 

@@ -97,6 +97,27 @@ def test_paddle_inference_matches_dygraph(exported, name):
         assert err <= RTOL, f"{name} input {list(x.shape)}: relative error {err:.2e}"
 
 
+def test_a_predictor_call_gives_eager_paddle_its_threads_back(exported, monkeypatch):
+    """Paddle Inference leaves the calling thread's math library at one thread after each run;
+    the wrapper sets it back to ``FLAGS_paddle_num_threads`` (eager code after a predictor call
+    would otherwise run on one core)."""
+    from paddle.base import core
+    model_dir, cases = exported(MODELS[0])
+    saved = paddle.get_flags(["FLAGS_paddle_num_threads"])
+    calls = []
+    real = core.set_num_threads
+    monkeypatch.setattr(core, "set_num_threads", lambda n: calls.append(n) or real(n))
+    try:
+        paddle.set_flags({"FLAGS_paddle_num_threads": 3})
+        predictor = create_predictor(model_dir, cpu_threads=1)
+        for x, _ in cases[:2]:
+            predictor(x)
+        assert calls == [3] * len(cases[:2])
+    finally:
+        paddle.set_flags(saved)
+        real(saved["FLAGS_paddle_num_threads"])
+
+
 def test_keep_intermediates_builds_the_executor_without_freeing_and_restores_the_flag(exported):
     """``keep_intermediates``: the executor is built (first call) with Paddle's freeing of
     intermediates off, the process-wide flag is back to its value right after, and the outputs

@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from ..inference import restore_eager_threads
+
 __all__ = ["run_predictor", "det_inputs", "compare_det_export", "compare_seg_export"]
 
 
@@ -31,6 +33,7 @@ def run_predictor(model_dir, feeds, prefix="model"):
     for name in names:
         predictor.get_input_handle(name).copy_from_cpu(np.ascontiguousarray(feeds[name]))
     predictor.run()
+    restore_eager_threads()
     return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
 
 
