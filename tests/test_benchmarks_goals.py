@@ -260,6 +260,9 @@ def test_goal0_profiles_where_the_time_goes(tmp_path, monkeypatch):
     _, _, lines = goals.goal0(sitting)
     steps = [step for step, _ in calls]
     assert "profile_torch_TransXNet_T_infer_b1" in steps and "profile_paddle_FocalTransformer_T_infer_b1_standard_ops" in steps
+    # the authors' ONNX file comes from goal 1's run, made before the ONNX profile
+    assert steps.index("vs_authors_TransXNet_T_infer_predictor_onnxruntime_b1_2t_224") < steps.index(
+        "onnx_profile_TransXNet_T")
     assert any("our ONNX file in ONNX Runtime (900 nodes" in line for line in lines)
     assert "| conv2d | 10 | 60.0 | 75.0% |" in lines
 
@@ -339,3 +342,16 @@ def test_goal2_and_goal5_profile_the_backends_they_judge(tmp_path, monkeypatch):
     assert "saved_graph_profile_MAFormer_S_b1" in steps and "saved_graph_profile_DualFormer_T_b1" in steps
     assert not any(step.startswith("profile_paddle") for step in steps)
     assert any("MAFormer_S, Paddle Inference + oneDNN, batch 1" in line for line in lines)
+
+
+def test_render_only_keeps_the_sittings_machine_line(tmp_path):
+    args = goals.parse_args(["--out", str(tmp_path)])
+    first = goals.sitting_machine_line(args)
+    assert (tmp_path / "machine.txt").read_text().strip() == first
+    (tmp_path / "machine.txt").write_text("the sitting's machine, load 0.10\n")
+    assert goals.sitting_machine_line(goals.parse_args(["--out", str(tmp_path), "--render-only"])) == \
+        "the sitting's machine, load 0.10"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    goals.sitting_machine_line(goals.parse_args(["--out", str(empty), "--render-only"]))
+    assert not (empty / "machine.txt").exists()  # a render writes nothing
