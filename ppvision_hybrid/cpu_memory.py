@@ -7,8 +7,8 @@ activations are such blocks, freed and allocated again on every call, so every c
 model, and of a Paddle Inference predictor that frees its intermediates (Paddle's default), faults
 all of its pages in afresh. ``import ppvision_hybrid`` sets, through ``mallopt``, the largest mmap
 threshold glibc accepts and a 2 GiB trim threshold (see :func:`keep_freed_memory`): freed blocks
-then stay in the heap for the next call. Measurements: docs/benchmarks.md, "Issue 25 goals, one
-sitting".
+then stay in the heap for the next call. Measurements: docs/deploy.md, "Memory allocator on
+Linux".
 """
 import ctypes
 import os

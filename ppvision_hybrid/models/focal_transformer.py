@@ -264,8 +264,8 @@ class FocalAttention(nn.Layer):
         # The bias and the border mask are summed first and added to the scores once, at full
         # shape: one pass over the largest tensor of the block instead of two. Paddle's eager CPU
         # add is slow whenever an operand broadcasts and expand is a cheap copy, so in eager mode
-        # both are expanded to one image's score shape first (graphs keep the broadcasting add,
-        # which oneDNN runs as fast).
+        # both are expanded to one image's score shape first (graphs keep the broadcasting add:
+        # there the expands measured slower, docs/benchmarks.md).
         full = [B, heads, n_windows, area, attn.shape[-1]]
         bias = self.position_bias().unsqueeze(0)  # [1, heads, 1, area, Nk]
         if geo["mask"] is not None:
