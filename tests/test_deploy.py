@@ -577,7 +577,8 @@ def test_model_files_errors_are_clear(tmp_path):
 
 #: what the deploy predictor may import from the package: its model-free modules (never models/,
 #: layers/, registry, flops, weights, or anything that imports paddle.nn layers)
-DEPLOY_MODULES = ["ppvision_hybrid", "ppvision_hybrid.cli_errors", "ppvision_hybrid.cpu_math", "ppvision_hybrid.inference",
+DEPLOY_MODULES = ["ppvision_hybrid", "ppvision_hybrid.cli_errors", "ppvision_hybrid.cpu_math",
+                  "ppvision_hybrid.cpu_memory", "ppvision_hybrid.inference",
                   "ppvision_hybrid.predict", "ppvision_hybrid.preprocess", "ppvision_hybrid.timing"]
 
 

@@ -82,3 +82,26 @@ def test_window_partition_by_gather_equals_the_transpose_form(shape, ws):
     ops = {op.name() for op in static.forward.concrete_program.main_program.global_block().ops}
     assert "pd_op.transpose" in ops and "pd_op.gather" not in ops, ops
     np.testing.assert_array_equal(static(x).numpy(), x.numpy())
+
+
+def test_broadcast_add_is_the_plain_broadcasting_sum_in_eager_and_in_graphs():
+    """Eager mode expands both operands first (Paddle's eager add is slow when one broadcasts);
+    graphs keep the broadcasting add. Same values, shape and gradients either way."""
+    import numpy as np
+    import paddle
+    from ppvision_hybrid.layers import broadcast_add
+    rng = np.random.RandomState(0)
+    a_np = rng.standard_normal((1, 3, 1, 5, 6)).astype("float32")
+    b_np = rng.standard_normal((1, 1, 4, 1, 6)).astype("float32")
+    shape = [1, 3, 4, 5, 6]
+    a, b = paddle.to_tensor(a_np, dtype="float32"), paddle.to_tensor(b_np, dtype="float32")
+    a.stop_gradient = False
+    eager = broadcast_add(a, b, shape)
+    assert list(eager.shape) == shape
+    np.testing.assert_allclose(eager.numpy(), a_np + b_np, rtol=1e-6)
+    eager.sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), np.full(a_np.shape, 4.0), rtol=1e-6)  # summed over the 4
+    def summed(x, y):
+        return broadcast_add(x, y, shape)
+    graph = paddle.jit.to_static(summed, full_graph=True)(a.detach(), b)
+    np.testing.assert_allclose(graph.numpy(), a_np + b_np, rtol=1e-6)

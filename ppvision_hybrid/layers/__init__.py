@@ -13,6 +13,7 @@ from .resample import adaptive_pool_matrix, adaptive_avg_pool2d_matmul, floor_wi
 from .depthwise import DepthwiseConv2D, depthwise_conv2d, per_sample_depthwise_conv2d
 from .activation import GELU, gelu
 from .pointwise import PointwiseConv2D
+from .broadcast import broadcast_add
 
 __all__ = [
     "DropPath", "drop_path", "trunc_normal_", "zeros_", "ones_",
@@ -23,5 +24,5 @@ __all__ = [
     "conv2d_with", "fuse_conv_bn", "fold_into_conv1x1", "affine_as_depthwise_conv", "embed_kernel",
     "DepthwiseConv2D", "depthwise_conv2d", "GELU", "gelu", "bicubic_resize", "matmul_any_contraction",
     "static_token_count", "per_sample_depthwise_conv2d", "DepthwiseConvBN", "DepthwiseConvBNAct",
-    "PointwiseConv2D",
+    "PointwiseConv2D", "broadcast_add",
 ]

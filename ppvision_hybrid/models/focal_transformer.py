@@ -43,7 +43,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import GELU, DropPath, Mlp, init_weights_vit, pad_nhwc, trunc_normal_, zeros_
+from ..layers import GELU, DropPath, Mlp, broadcast_add, init_weights_vit, pad_nhwc, trunc_normal_, zeros_
 from ..layers import relative_position_index as swin_relative_position_index
 from ..layers.heads import project_heads
 from ..paddle_compat import in_legacy_static_mode, pad_arg
@@ -261,19 +261,13 @@ class FocalAttention(nn.Layer):
                 .reshape([B, heads, n_windows, -1, hd]) for t, t_pooled in ((k, kv_pooled[0]), (v, kv_pooled[1])))
 
         attn = paddle.matmul(q * self.scale, k, transpose_y=True)  # [B, heads, nW, area, Nk]
-        # The bias and the border mask are summed first and added to the scores once, at full
-        # shape: one pass over the largest tensor of the block instead of two. Paddle's eager CPU
-        # add is slow whenever an operand broadcasts and expand is a cheap copy, so in eager mode
-        # both are expanded to one image's score shape first (graphs keep the broadcasting add:
-        # there the expands measured slower, docs/benchmarks.md).
+        # The bias and the border mask are summed first, at one image's score shape, and added to
+        # the scores once, at full shape: one pass over the largest tensor of the block instead
+        # of two (Paddle's eager add is slow when an operand broadcasts: layers/broadcast.py).
         full = [B, heads, n_windows, area, attn.shape[-1]]
         bias = self.position_bias().unsqueeze(0)  # [1, heads, 1, area, Nk]
         if geo["mask"] is not None:
-            mask = geo["mask"].unsqueeze([0, 1])  # [1, 1, nW, area, Nk]
-            if paddle.in_dynamic_mode():
-                one_image = [1] + full[1:]
-                bias, mask = bias.expand(one_image), mask.expand(one_image)
-            bias = bias + mask  # [1, heads, nW, area, Nk]
+            bias = broadcast_add(bias, geo["mask"].unsqueeze([0, 1]), [1] + full[1:])  # [1, heads, nW, area, Nk]
         attn = attn + bias.expand(full)
         attn = self.attn_drop(F.softmax(attn, axis=-1))
         out = paddle.matmul(attn, v).reshape([B, heads, n_tokens, hd])
