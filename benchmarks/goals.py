@@ -335,18 +335,20 @@ def child_saved_graph_profile(args, warmup=1, calls=4):
         config.enable_profile()
         cwd = os.getcwd()
         os.chdir(tmp)  # Paddle also writes its raw profile, ``profile.log``, to the working folder
-        with _capture_native_output() as report:
-            predictor = Predictor(config, keep_intermediates=True)
-            for _ in range(warmup):
-                predictor(x)
-            wall = []
-            for _ in range(calls):
-                started = time.perf_counter()
-                predictor(x)
-                wall.append((time.perf_counter() - started) * 1e3)
-            del predictor  # the report is printed when the predictor goes
-            gc.collect()
-        os.chdir(cwd)
+        try:
+            with _capture_native_output() as report:
+                predictor = Predictor(config, keep_intermediates=True)
+                for _ in range(warmup):
+                    predictor(x)
+                wall = []
+                for _ in range(calls):
+                    started = time.perf_counter()
+                    predictor(x)
+                    wall.append((time.perf_counter() - started) * 1e3)
+                del predictor  # the report is printed when the predictor goes
+                gc.collect()
+        finally:
+            os.chdir(cwd)
     events = parse_paddle_profile(report["text"])
     if not events:
         raise SystemExit(f"no profiling report in Paddle's output: {report['text'][-500:]}")

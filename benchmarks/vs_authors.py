@@ -83,8 +83,11 @@ def _thread_env(threads, pin=False):
     # Both sides: glibc keeps freed tensor-sized blocks (what ``import ppvision_hybrid`` sets with
     # mallopt, ppvision_hybrid/cpu_memory.py). PyTorch gains from it as much as Paddle does, and
     # the authors' process imports our timer, so it is set for both, from the start, explicitly.
-    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(32 << 20))
-    env.setdefault("MALLOC_TRIM_THRESHOLD_", str((1 << 31) - 1))
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from ppvision_hybrid.cpu_memory import MMAP_THRESHOLD, TRIM_THRESHOLD  # standard library only
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD))
+    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(TRIM_THRESHOLD))
     if pin:  # Intel OpenMP (Paddle's) only; the authors' PyTorch uses GNU OpenMP, which ignores it
         if ROOT not in sys.path:
             sys.path.insert(0, ROOT)
